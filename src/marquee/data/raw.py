@@ -1,0 +1,31 @@
+"""The contract between a loader and the rest of marquee: raw ids, typed columns, file-relative rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
+CONTEXT_COLUMNS = ("hour", "dow", "device")
+ITEM_META_COLUMNS = ("title", "year", "genres")
+
+
+@dataclass
+class RawLog:
+    """What a loader hands over: one row per logged event, still keyed by raw ids.
+
+    ``interactions`` has the columns of ``REQUIRED_COLUMNS`` (``timestamp`` as int64 Unix seconds,
+    or positions when ``ordinal_time``; ``event`` as raw labels; ``value`` as float) and any of
+    ``CONTEXT_COLUMNS``. Its index is the row's position in ``source`` so that later checks can name
+    the line: line = index + ``line_offset``. ``item_meta`` is indexed by raw item id with
+    ``title``, ``year`` and ``genres`` (a list of strings); ``user_meta`` by raw user id.
+    """
+
+    name: str
+    interactions: pd.DataFrame
+    source: str
+    line_offset: int = 1
+    item_meta: pd.DataFrame | None = None
+    user_meta: pd.DataFrame | None = None
+    ordinal_time: bool = False
