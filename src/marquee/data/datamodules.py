@@ -1,0 +1,122 @@
+"""Lightning DataModules over a Split: sequences for sequence models, pairs for factor and tower models."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+from marquee.data.datasets import EvaluationUsers, InteractionPairs, SequenceWindows, collate_eval
+from marquee.data.seen import SeenItems
+from marquee.data.sequences import UserSequences
+from marquee.data.splits import Split
+
+
+class _SplitDataModule(pl.LightningDataModule):
+    """Evaluation loaders and catalog facts shared by every marquee DataModule."""
+
+    def __init__(self, split: Split, max_len: int, batch_size: int, eval_batch_size: int, num_workers: int, seed: int):
+        super().__init__()
+        self.split = split
+        self.max_len, self.batch_size, self.eval_batch_size = max_len, batch_size, eval_batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self._eval: dict[str, EvaluationUsers] = {}
+
+    @property
+    def n_items(self) -> int:
+        return self.split.log.n_items
+
+    @property
+    def n_users(self) -> int:
+        return self.split.log.n_users
+
+    def seen(self, stage: str) -> SeenItems:
+        """Items to mask for ``stage``: those the user saw before its targets."""
+        return self.split.seen(stage)
+
+    def evaluation_users(self, stage: str) -> EvaluationUsers:
+        if stage not in self._eval:
+            n_users = self.split.log.n_users
+            self._eval[stage] = EvaluationUsers(self.split.history(stage), self.split.targets(stage), n_users, self.max_len)
+        return self._eval[stage]
+
+    def _eval_loader(self, stage: str) -> DataLoader:
+        return DataLoader(
+            self.evaluation_users(stage),
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            collate_fn=collate_eval,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + (self.trainer.current_epoch if self.trainer else 0))
+
+
+class SequenceDataModule(_SplitDataModule):
+    """Left-padded training windows with a target at every position, and per-user evaluation rows."""
+
+    def __init__(
+        self,
+        split: Split,
+        max_len: int = 50,
+        batch_size: int = 256,
+        eval_batch_size: int = 1024,
+        windows: str = "last",
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__(split, max_len, batch_size, eval_batch_size, num_workers, seed)
+        self.windows = windows
+        self._train: SequenceWindows | None = None
+
+    @property
+    def train_windows(self) -> SequenceWindows:
+        if self._train is None:
+            sequences = UserSequences.from_frame(self.split.train, self.split.log.n_users)
+            self._train = SequenceWindows(sequences, self.max_len, self.windows)
+        return self._train
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_windows,
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=self._generator(),
+            num_workers=self.num_workers,
+            drop_last=False,
+        )
+
+
+class PairDataModule(_SplitDataModule):
+    """Shuffled (user, item) training rows in vectorized batches, and per-user evaluation rows."""
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int = 1024,
+        eval_batch_size: int = 1024,
+        max_len: int = 50,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__(split, max_len, batch_size, eval_batch_size, num_workers, seed)
+        self._train: InteractionPairs | None = None
+
+    @property
+    def train_pairs(self) -> InteractionPairs:
+        if self._train is None:
+            self._train = InteractionPairs(self.split.train, self.split.log.events.weights())
+        return self._train
+
+    def train_dataloader(self) -> DataLoader:
+        pairs = self.train_pairs
+        sampler = BatchSampler(RandomSampler(pairs, generator=self._generator()), self.batch_size, drop_last=False)
+        # batch_size=None: the sampler's index lists go to the dataset whole
+        return DataLoader(pairs, sampler=sampler, batch_size=None, num_workers=self.num_workers)

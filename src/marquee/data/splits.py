@@ -1,0 +1,168 @@
+"""Splits of an InteractionLog into train / validation / test, with what each evaluation may see.
+
+Every split keeps test interactions out of training and out of the popularity counts, and hands
+over, per user, the items seen before each evaluated stage so the evaluator can mask them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from marquee.data.errors import DataError
+from marquee.data.log import InteractionLog
+from marquee.data.seen import SeenItems
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("val", "test")
+
+
+@dataclass
+class Split:
+    """Train rows, validation and test targets, and the fold-in histories of held-out users.
+
+    ``history(stage)`` is everything a model may read when predicting that stage's targets:
+    training rows plus, for held-out users, their fold-in rows (and, for test, the validation rows).
+    """
+
+    log: InteractionLog
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    strategy: str
+    val_fold_in: pd.DataFrame = field(default_factory=pd.DataFrame)
+    test_fold_in: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def targets(self, stage: str) -> pd.DataFrame:
+        """The rows to predict at ``stage`` ('val' or 'test')."""
+        return {"val": self.val, "test": self.test}[_check_stage(stage)]
+
+    def history(self, stage: str) -> pd.DataFrame:
+        """Rows visible when predicting ``stage``, sorted by user then time."""
+        parts = [self.train, self.val_fold_in]
+        if _check_stage(stage) == "test":
+            parts += [self.val, self.test_fold_in]
+        parts = [p for p in parts if len(p)]
+        return pd.concat(parts).sort_values(["user_id", "timestamp"], kind="stable") if len(parts) > 1 else parts[0]
+
+    def seen(self, stage: str) -> SeenItems:
+        """Per user, the items already seen before ``stage``'s targets (to be masked in ranking)."""
+        return SeenItems.from_frame(self.history(stage), self.log.n_users, self.log.n_items)
+
+    @cached_property
+    def item_counts(self) -> np.ndarray:
+        """Training interactions per item id (index 0 is padding): the only popularity marquee uses."""
+        return np.bincount(self.train["item_id"].to_numpy(), minlength=self.log.n_items + 1)
+
+    def summary(self) -> dict[str, int | float | str]:
+        """Sizes of each part, for printing and for the run record."""
+        out: dict[str, int | float | str] = {"split": self.strategy}
+        for part in ("train", "val", "test"):
+            frame = getattr(self, part)
+            out[f"{part}_interactions"] = len(frame)
+            out[f"{part}_users"] = int(frame["user_id"].nunique())
+        train_items = set(np.flatnonzero(self.item_counts))
+        out["test_targets_cold_item"] = int((~self.test["item_id"].isin(train_items)).sum())
+        out["items_in_train"] = len(train_items)
+        return out
+
+
+def _check_stage(stage: str) -> str:
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    return stage
+
+
+def _empty(log: InteractionLog) -> pd.DataFrame:
+    return log.interactions.iloc[:0]
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """Per user, the last interaction by time is test, the second last validation, the rest train.
+
+    Users with fewer than ``min_interactions`` (at least 3) keep all rows in training and are not
+    evaluated; their count is logged. Ties in time keep the source file's order.
+    """
+
+    min_interactions: int = 3
+
+    def __call__(self, log: InteractionLog) -> Split:
+        if self.min_interactions < 3:
+            raise DataError("split.min_interactions must be >= 3: one train, one validation and one test row")
+        frame = log.interactions  # sorted by user, then time (InteractionLog's invariant)
+        from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+        size = frame.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
+        evaluated = size >= self.min_interactions
+        short = frame.loc[~evaluated, "user_id"].nunique()
+        if short:
+            logger.info("%s: %d users with fewer than %d interactions stay in training only",
+                        log.name, short, self.min_interactions)
+        test = evaluated & (from_end == 0)
+        val = evaluated & (from_end == 1)
+        return Split(log, frame[~(test | val)], frame[val], frame[test], "leave_one_out")
+
+
+@dataclass(frozen=True)
+class TemporalSplit:
+    """One global cut in time: rows before ``val_start`` train, up to ``test_start`` validate, later test.
+
+    Cut points are Unix seconds, or quantiles of all timestamps when left null.
+    """
+
+    val_start: int | None = None
+    test_start: int | None = None
+    val_quantile: float = 0.8
+    test_quantile: float = 0.9
+
+    def __call__(self, log: InteractionLog) -> Split:
+        if log.ordinal_time:
+            raise DataError(f"{log.name}: timestamps are positions, not times; a temporal split needs real times")
+        ts = log.interactions["timestamp"]
+        val_start = self.val_start if self.val_start is not None else int(ts.quantile(self.val_quantile))
+        test_start = self.test_start if self.test_start is not None else int(ts.quantile(self.test_quantile))
+        if not val_start <= test_start:
+            raise DataError(f"split: val_start ({val_start}) must not be after test_start ({test_start})")
+        frame = log.interactions
+        train, test = frame[ts < val_start], frame[ts >= test_start]
+        val = frame[(ts >= val_start) & (ts < test_start)]
+        if train.empty or test.empty:
+            raise DataError(f"{log.name}: temporal cut at {val_start}/{test_start} leaves train or test empty")
+        return Split(log, train, val, test, "temporal")
+
+
+@dataclass(frozen=True)
+class UserHoldout:
+    """Hold out whole users (cold users): their first ``fold_in`` rows are an onboarding history, the rest targets.
+
+    Held-out users never appear in training. Users with no rows beyond the fold-in are not evaluated.
+    """
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    fold_in: int = 3
+    seed: int = 0
+
+    def __call__(self, log: InteractionLog) -> Split:
+        if not (0 <= self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
+            raise DataError("split: need 0 <= val_fraction, 0 < test_fraction and val_fraction + test_fraction < 1")
+        users = np.random.default_rng(self.seed).permutation(np.arange(1, log.n_users + 1))
+        n_test, n_val = round(self.test_fraction * len(users)), round(self.val_fraction * len(users))
+        role = np.zeros(log.n_users + 1, dtype=np.int8)  # 0 train, 1 val, 2 test
+        role[users[:n_test]], role[users[n_test : n_test + n_val]] = 2, 1
+        frame = log.interactions
+        user_role = role[frame["user_id"].to_numpy()]
+        position = frame.groupby("user_id", sort=False).cumcount().to_numpy()
+        fold = position < self.fold_in
+        parts = {
+            name: frame[(user_role == r) & (fold if kind == "fold_in" else ~fold)]
+            for r, stage in ((1, "val"), (2, "test"))
+            for kind, name in (("fold_in", f"{stage}_fold_in"), ("targets", stage))
+        }
+        return Split(log, frame[user_role == 0], parts["val"], parts["test"], "user_holdout",
+                     parts["val_fold_in"], parts["test_fold_in"])
