@@ -21,8 +21,9 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _data_dir_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point MARQUEE_DATA_DIR at ../shared/data when it exists, so no test downloads anything."""
+def _data_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Point MARQUEE_DATA_DIR at ../shared/data when it exists (no test downloads anything) and caches at a temp dir."""
     if SHARED_DATA.is_dir() and "MARQUEE_DATA_DIR" not in os.environ:
         monkeypatch.setenv("MARQUEE_DATA_DIR", str(SHARED_DATA))
+    monkeypatch.setenv("MARQUEE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("WANDB_MODE", "offline")

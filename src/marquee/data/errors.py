@@ -10,10 +10,11 @@ class DataError(ValueError):
 
 
 def where(source: str | Path, line: int | None = None, column: str | None = None) -> str:
-    """Format a location such as ``file 'u.data', line 12, column 'item_id'``."""
+    """Format a location such as ``file 'u.data', line 12, column 'item_id'`` (``row`` for Parquet files)."""
     parts = [f"file '{source}'"]
     if line is not None:
-        parts.append(f"line {line}")
+        unit = "row" if Path(source).suffix in (".parquet", ".pq") else "line"
+        parts.append(f"{unit} {line}")
     if column is not None:
         parts.append(f"column '{column}'")
     return ", ".join(parts)

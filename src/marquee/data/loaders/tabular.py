@@ -1,0 +1,187 @@
+"""Load any CSV or Parquet interaction log through a column mapping given in config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from marquee.data.errors import DataError, where
+from marquee.data.loaders.common import item_meta_frame, nullable_int
+from marquee.data.parsing import (
+    check_not_missing,
+    read_delimited,
+    require_columns,
+    require_file,
+    split_genres,
+    to_number,
+)
+from marquee.data.raw import CONTEXT_COLUMNS, RawLog
+
+_FIELDS = ("user_id", "item_id", "timestamp", "event", "value")
+_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_CONTEXT_RANGE = {"hour": (0, 23), "dow": (0, 6)}
+_META_KEYS = ("path", "columns", "sep", "format", "genre_sep")
+_META_FIELDS = ("item_id", "title", "year", "genres")
+
+
+class TabularLog:
+    """A user's own log: ``columns`` maps marquee fields to the file's column names.
+
+    ``user_id``, ``item_id`` and ``timestamp`` are required; a missing ``event`` or ``value`` takes
+    ``default_event`` / ``default_value``. ``context`` maps ``hour``/``dow``/``device`` to columns;
+    ``item_meta`` (``path``, ``columns`` over item_id/title/year/genres, ``sep``, ``format``,
+    ``genre_sep``) adds item metadata. For Parquet, "line N" in an error means the N-th row.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        name: str,
+        columns: Mapping[str, str],
+        sep: str = ",",
+        format: str = "auto",
+        id_type: str = "int",
+        timestamp_unit: str = "s",
+        default_event: str = "interaction",
+        default_value: float = 1.0,
+        context: Mapping[str, str] | None = None,
+        item_meta: Mapping[str, Any] | None = None,
+    ):
+        self.path, self.name, self.sep, self.format = Path(path), name, sep, format
+        self.columns, self.context = dict(columns), dict(context or {})
+        self.id_type, self.timestamp_unit = id_type, timestamp_unit
+        self.default_event, self.default_value = default_event, float(default_value)
+        self.item_meta = dict(item_meta) if item_meta else None
+        _check_keys(self.columns, _FIELDS, "columns")
+        _check_keys(self.context, CONTEXT_COLUMNS, "context")
+        missing = [f for f in ("user_id", "item_id", "timestamp") if f not in self.columns]
+        if missing:
+            raise DataError(f"columns: give the file's column for {missing} (e.g. columns.user_id=customer)")
+        if id_type not in ("int", "str"):
+            raise DataError(f"id_type must be 'int' or 'str', got {id_type!r}")
+        if timestamp_unit not in (*_UNITS, "iso"):
+            raise DataError(f"timestamp_unit must be one of {[*_UNITS, 'iso']}, got {timestamp_unit!r}")
+        if self.item_meta is not None:
+            _check_keys(self.item_meta, _META_KEYS, "item_meta")
+            _check_keys(dict(self.item_meta.get("columns") or {}), _META_FIELDS, "item_meta.columns")
+
+    def load(self) -> RawLog:
+        """Read the mapped columns, type them, and attach item metadata if configured."""
+        cols = self.columns
+        frame, offset = _read_table(self.path, self.sep, self.format, [*cols.values(), *self.context.values()])
+        out = pd.DataFrame(index=frame.index)
+        out["user_id"] = self._ids(frame, cols["user_id"], self.path, offset)
+        out["item_id"] = self._ids(frame, cols["item_id"], self.path, offset)
+        out["timestamp"] = self._timestamps(frame, cols["timestamp"], offset)
+        if "event" in cols:
+            check_not_missing(frame, [cols["event"]], self.path, offset)
+            out["event"] = frame[cols["event"]].astype(str)
+        else:
+            out["event"] = self.default_event
+        out["value"] = to_number(frame, cols["value"], self.path, offset) if "value" in cols else self.default_value
+        for field, column in self.context.items():
+            out[field] = self._context(frame, field, column, offset)
+        meta = self._item_meta() if self.item_meta else None
+        return RawLog(self.name, out, str(self.path), offset, item_meta=meta)
+
+    def _ids(self, frame: pd.DataFrame, column: str, source: Path, offset: int) -> pd.Series:
+        if self.id_type == "str":
+            check_not_missing(frame, [column], source, offset)
+            return frame[column].astype(str)
+        return _numbers(
+            frame, column, source, offset, integer=True, hint="set id_type: str for ids that are not integers"
+        )
+
+    def _timestamps(self, frame: pd.DataFrame, column: str, offset: int) -> pd.Series:
+        if self.timestamp_unit == "iso" or pd.api.types.is_datetime64_any_dtype(frame[column]):
+            return _iso_seconds(frame, column, self.path, offset)
+        hint = "set timestamp_unit: iso for date strings"
+        if self.timestamp_unit == "s":  # fractional seconds are common; floor them
+            return np.floor(_numbers(frame, column, self.path, offset, integer=False, hint=hint)).astype(np.int64)
+        ticks = _numbers(frame, column, self.path, offset, integer=True, hint=hint)
+        return ticks // _UNITS[self.timestamp_unit]
+
+    def _context(self, frame: pd.DataFrame, field: str, column: str, offset: int) -> pd.Series:
+        if field == "device":
+            return frame[column].astype("string")  # build_log turns missing devices into 'unknown'
+        values = to_number(frame, column, self.path, offset, integer=True)
+        lo, hi = _CONTEXT_RANGE[field]
+        bad = ((values < lo) | (values > hi)).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            at = where(self.path, frame.index[row] + offset, column)
+            raise DataError(f"{at}: {values.iloc[row]} is outside {lo}..{hi} for {field}")
+        return values
+
+    def _item_meta(self) -> pd.DataFrame:
+        cfg = self.item_meta or {}
+        path, cols = Path(cfg["path"]), dict(cfg.get("columns") or {})
+        if "item_id" not in cols:
+            raise DataError("item_meta.columns: give the file's column for item_id")
+        frame, offset = _read_table(path, cfg.get("sep", ","), cfg.get("format", "auto"), list(cols.values()))
+        ids = self._ids(frame, cols["item_id"], path, offset)
+        empty = pd.Series([None] * len(frame), index=frame.index)
+        title = frame[cols["title"]].fillna("") if "title" in cols else empty.fillna("")
+        year = nullable_int(frame[cols["year"]] if "year" in cols else empty)
+        genres = split_genres(frame[cols["genres"]] if "genres" in cols else empty, cfg.get("genre_sep", "|"))
+        return item_meta_frame(ids, title, year, genres, path, offset)
+
+
+def _read_table(path: Path, sep: str, fmt: str, columns: list[str]) -> tuple[pd.DataFrame, int]:
+    """Read a CSV (strings, via parsing.py) or Parquet file, checking that ``columns`` are present."""
+    require_file(path, f"a table with columns {columns}")
+    if fmt == "auto":
+        fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+    if fmt == "parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises its own types for files that are not Parquet
+            raise DataError(f"{where(path)}: not a readable Parquet file ({err})") from err
+        require_columns(frame, columns, path, sep)
+        return frame.reset_index(drop=True), 1
+    if fmt != "csv":
+        raise DataError(f"format must be 'auto', 'csv' or 'parquet', got {fmt!r}")
+    require_columns(_read_header(path, sep), columns, path, sep)
+    return read_delimited(path, sep, usecols=list(dict.fromkeys(columns)))
+
+
+def _read_header(path: Path, sep: str) -> pd.DataFrame:
+    """Only the header line, so missing columns are named before the whole file is parsed."""
+    try:
+        return pd.read_csv(path, sep=sep, nrows=0, engine="python" if len(sep) > 1 else "c")
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{where(path)}: the file is empty") from err
+
+
+def _iso_seconds(frame: pd.DataFrame, column: str, source: Path, offset: int) -> pd.Series:
+    """Dates or date-times (naive ones taken as UTC) to int64 Unix seconds."""
+    check_not_missing(frame, [column], source, offset)
+    raw = frame[column]
+    parsed = pd.to_datetime(raw, utc=True, errors="coerce", format=None if raw.dtype.kind == "M" else "ISO8601")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{where(source, frame.index[row] + offset, column)}: {raw.iloc[row]!r} is not an ISO date "
+            "(e.g. 2019-11-24 00:00:34+00:00)"
+        )
+    return (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+
+
+def _numbers(frame: pd.DataFrame, column: str, source: Path, offset: int, *, integer: bool, hint: str) -> pd.Series:
+    """Numbers from a column; a field that is present but not a number gets ``hint`` added to its error."""
+    check_not_missing(frame, [column], source, offset)
+    try:
+        return to_number(frame, column, source, offset, integer=True) if integer else to_number(frame, column, source, offset)
+    except DataError as err:
+        raise DataError(f"{err}; {hint}") from err
+
+
+def _check_keys(given: Mapping[str, Any], allowed: tuple[str, ...], key: str) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise DataError(f"{key}: unknown key(s) {unknown}; expected some of {list(allowed)}")
