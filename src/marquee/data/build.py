@@ -88,17 +88,23 @@ def _check_numeric(frame: pd.DataFrame, raw: RawLog) -> None:
         raise DataError(f"{where(raw.source, frame.index[row] + raw.line_offset, 'value')}: not a finite number")
 
 
+def hour_and_weekday(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """UTC hour of day (0-23) and weekday (Monday 0) of Unix-second timestamps."""
+    ts = np.asarray(ts, dtype=np.int64)
+    return ((ts // 3600) % 24).astype(np.int8), ((ts // SECONDS_PER_DAY + EPOCH_WEEKDAY) % 7).astype(np.int8)
+
+
 def _add_context(encoded: pd.DataFrame, frame: pd.DataFrame, ordinal_time: bool) -> pd.DataFrame:
     """Copy given context columns; derive hour and weekday (UTC) from real timestamps when absent."""
-    ts = encoded["timestamp"].to_numpy()
+    hour, dow = hour_and_weekday(encoded["timestamp"].to_numpy())
     if "hour" in frame:
         encoded["hour"] = frame["hour"].to_numpy(np.int8)
     elif not ordinal_time:
-        encoded["hour"] = ((ts // 3600) % 24).astype(np.int8)
+        encoded["hour"] = hour
     if "dow" in frame:
         encoded["dow"] = frame["dow"].to_numpy(np.int8)
     elif not ordinal_time:
-        encoded["dow"] = ((ts // SECONDS_PER_DAY + EPOCH_WEEKDAY) % 7).astype(np.int8)
+        encoded["dow"] = dow
     if "device" in frame:
         encoded["device"] = pd.Categorical(frame["device"].to_numpy(dtype=object))
     return encoded
@@ -119,6 +125,7 @@ def _align_meta(
         log.warning("%s: %d of %d %ss have no metadata", name, int(absent.sum()), len(vocab), kind)
     if with_genres:
         genres = aligned["genres"] if "genres" in aligned else pd.Series([None] * len(aligned))
-        aligned["genres"] = [g if isinstance(g, list) else [] for g in genres]
+        # Parquet hands list columns back as arrays; the contract wants lists of strings
+        aligned["genres"] = [[str(x) for x in g] if isinstance(g, (list, tuple, np.ndarray)) else [] for g in genres]
     aligned.index = pd.RangeIndex(1, len(vocab) + 1, name="id")
     return aligned
