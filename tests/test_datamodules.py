@@ -94,3 +94,11 @@ def test_shuffling_is_seeded():
     other = [b["items"] for b in SequenceDataModule(split, max_len=4, batch_size=5, seed=4).train_dataloader()]
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not all(torch.equal(a, b) for a, b in zip(first, other))
+
+
+def test_pair_evaluation_rows_carry_whole_histories_left_padded_to_the_longest():
+    rows = [(1, i, i) for i in range(1, 8)] + [(2, i, i) for i in (1, 2, 3, 4)]
+    split = LeaveOneOut()(make_log(rows))
+    batch = next(iter(PairDataModule(split, eval_batch_size=8).test_dataloader()))
+    assert batch["items"].tolist() == [[1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 2, 3]]
+    assert batch["hour"].shape == (2, 6)

@@ -15,7 +15,7 @@ from marquee.data.splits import Split
 class _SplitDataModule(pl.LightningDataModule):
     """Evaluation loaders and catalog facts shared by every marquee DataModule."""
 
-    def __init__(self, split: Split, max_len: int, batch_size: int, eval_batch_size: int, num_workers: int, seed: int):
+    def __init__(self, split: Split, max_len: int | None, batch_size: int, eval_batch_size: int, num_workers: int, seed: int):
         super().__init__()
         self.split = split
         self.max_len, self.batch_size, self.eval_batch_size = max_len, batch_size, eval_batch_size
@@ -95,14 +95,17 @@ class SequenceDataModule(_SplitDataModule):
 
 
 class PairDataModule(_SplitDataModule):
-    """Shuffled (user, item) training rows in vectorized batches, and per-user evaluation rows."""
+    """Shuffled (user, item) training rows in vectorized batches, and per-user evaluation rows.
+
+    Evaluation rows carry each user's whole history unless ``max_len`` caps it.
+    """
 
     def __init__(
         self,
         split: Split,
         batch_size: int = 1024,
         eval_batch_size: int = 1024,
-        max_len: int = 50,
+        max_len: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
     ):

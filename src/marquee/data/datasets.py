@@ -77,11 +77,12 @@ class InteractionPairs(Dataset):
 class EvaluationUsers(Dataset):
     """One row per evaluated user: the history visible at that stage and all of the user's targets.
 
-    ``targets`` vary in length per user and are padded with 0 by :func:`collate_eval`; the context
-    (``target_hour`` ...) is that of the user's first target event.
+    The history is the last ``max_len`` events, or all of them when ``max_len`` is None (models
+    such as EASE read the whole history). ``targets`` vary in length per user; :func:`collate_eval`
+    pads them. The context (``target_hour`` ...) is that of the user's first target event.
     """
 
-    def __init__(self, history: pd.DataFrame, targets: pd.DataFrame, n_users: int, max_len: int):
+    def __init__(self, history: pd.DataFrame, targets: pd.DataFrame, n_users: int, max_len: int | None):
         self.history = UserSequences.from_frame(history, n_users)
         self.max_len = max_len
         target_seq = UserSequences.from_frame(targets, n_users)
@@ -94,23 +95,40 @@ class EvaluationUsers(Dataset):
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         user = int(self.users[index])
         end = int(self.history.indptr[user + 1])
-        start = max(int(self.history.indptr[user]), end - self.max_len)
-        row = self.history.window(start, end, self.max_len)
-        first = int(self.targets.indptr[user])
+        first = int(self.history.indptr[user])
+        start = first if self.max_len is None else max(first, end - self.max_len)
+        row = self.history.window(start, end, self.max_len or end - start)
+        target_start = int(self.targets.indptr[user])
         row["user"] = np.int64(user)
-        row["targets"] = self.targets.items[first : int(self.targets.indptr[user + 1])]
+        row["targets"] = self.targets.items[target_start : int(self.targets.indptr[user + 1])]
         for name in CONTEXT:
             if name in self.targets.features:
-                row[f"target_{name}"] = self.targets.features[name][first]
+                row[f"target_{name}"] = self.targets.features[name][target_start]
         return row
 
 
 def collate_eval(rows: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Stack evaluation rows, right-padding the variable-length ``targets`` with 0."""
-    width = max(len(r["targets"]) for r in rows)
-    targets = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        targets[i, : len(r["targets"])] = r["targets"]
-    out = {k: torch.from_numpy(np.stack([r[k] for r in rows])) for k in rows[0] if k != "targets"}
-    out["targets"] = torch.from_numpy(targets)
+    """Stack evaluation rows: ``targets`` right-padded with 0, histories of unequal length left-padded."""
+    out = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        if key == "targets":
+            out[key] = torch.from_numpy(_pad(values, left=False))
+        elif np.ndim(values[0]) == 1:
+            out[key] = torch.from_numpy(_pad(values, left=True))
+        else:
+            out[key] = torch.from_numpy(np.stack(values))
+    return out
+
+
+def _pad(values: list[np.ndarray], left: bool) -> np.ndarray:
+    """Stack 1-D arrays into ``(n, longest)`` with zeros on the left (histories) or right (targets)."""
+    width = max(max(len(v) for v in values), 1)
+    out = np.zeros((len(values), width), dtype=values[0].dtype)
+    for i, v in enumerate(values):
+        if len(v):
+            if left:
+                out[i, width - len(v) :] = v
+            else:
+                out[i, : len(v)] = v
     return out
