@@ -39,6 +39,13 @@ def write_json(obj: Any, path: str | Path) -> Path:
     return Path(path)
 
 
+def update_json(updates: dict[str, Any], path: str | Path) -> Path:
+    """Merge ``updates`` into the JSON object at ``path`` (created if absent), atomically."""
+    path = Path(path)
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    return write_json({**current, **updates}, path)
+
+
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a DataFrame to Parquet, atomically."""
     with atomic_path(path) as tmp:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+import torch.distributed as dist
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 
 from marquee.data.datasets import EvaluationUsers, InteractionPairs, SequenceWindows, collate_eval
 from marquee.data.seen import SeenItems
@@ -12,7 +13,7 @@ from marquee.data.sequences import UserSequences
 from marquee.data.splits import Split
 
 
-class _SplitDataModule(pl.LightningDataModule):
+class EvaluationDataModule(pl.LightningDataModule):
     """Evaluation loaders and catalog facts shared by every marquee DataModule."""
 
     def __init__(self, split: Split, max_len: int | None, batch_size: int, eval_batch_size: int, num_workers: int, seed: int):
@@ -40,26 +41,33 @@ class _SplitDataModule(pl.LightningDataModule):
             self._eval[stage] = EvaluationUsers(self.split.history(stage), self.split.targets(stage), n_users, self.max_len)
         return self._eval[stage]
 
-    def _eval_loader(self, stage: str) -> DataLoader:
+    def eval_dataloader(self, stage: str) -> DataLoader:
+        """One row per user evaluated at ``stage``, in user order, histories and targets padded.
+
+        Under DDP each rank gets its shard of users; the evaluator gathers them again.
+        """
+        users = self.evaluation_users(stage)
+        sharded = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         return DataLoader(
-            self.evaluation_users(stage),
+            users,
             batch_size=self.eval_batch_size,
+            sampler=DistributedSampler(users, shuffle=False) if sharded else None,
             shuffle=False,
             collate_fn=collate_eval,
             num_workers=self.num_workers,
         )
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+        return self.eval_dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+        return self.eval_dataloader("test")
 
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed + (self.trainer.current_epoch if self.trainer else 0))
 
 
-class SequenceDataModule(_SplitDataModule):
+class SequenceDataModule(EvaluationDataModule):
     """Left-padded training windows with a target at every position, and per-user evaluation rows."""
 
     def __init__(
@@ -94,7 +102,7 @@ class SequenceDataModule(_SplitDataModule):
         )
 
 
-class PairDataModule(_SplitDataModule):
+class PairDataModule(EvaluationDataModule):
     """Shuffled (user, item) training rows in vectorized batches, and per-user evaluation rows.
 
     Evaluation rows carry each user's whole history unless ``max_len`` caps it.

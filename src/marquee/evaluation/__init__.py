@@ -1,0 +1,1 @@
+"""Offline evaluation: full-catalog ranking, accuracy and beyond-accuracy metrics, statistics, off-policy estimators."""

@@ -1,0 +1,143 @@
+"""The one evaluator every model goes through: full-catalog ranking, metrics at many k, slices and CIs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from marquee.data.atomic import update_json, write_parquet
+from marquee.data.datamodules import EvaluationDataModule
+from marquee.evaluation import beyond_accuracy as ba
+from marquee.evaluation.distributed import gather_ranked
+from marquee.evaluation.metrics import accuracy_metrics
+from marquee.evaluation.ranking import RankedUsers, rank_users
+from marquee.evaluation.sampled import NegativeSampler
+from marquee.evaluation.slices import activity_buckets, metadata_labels, popularity_buckets
+from marquee.evaluation.statistics import bootstrap_cis
+from marquee.models.base import Recommender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """One stage's result: per-user metrics (with slice labels), the flat metric dict, and top-k lists."""
+
+    stage: str
+    per_user: pd.DataFrame
+    metrics: dict[str, float]
+    top_items: np.ndarray
+    seconds: float
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Merge the metrics into ``run_dir/metrics.json`` and write ``per_user_<stage>.parquet``, atomically."""
+        run_dir = Path(run_dir)
+        write_parquet(self.per_user.reset_index(), run_dir / f"per_user_{self.stage}.parquet")
+        return update_json(self.metrics, run_dir / "metrics.json")
+
+    def table(self, ks: list[int] | None = None) -> str:
+        """The main metrics with their confidence intervals, one per line."""
+        rows = []
+        for key, value in self.metrics.items():
+            if key.endswith(("_ci_low", "_ci_high")) or "/slice/" in key:
+                continue
+            low, high = self.metrics.get(f"{key}_ci_low"), self.metrics.get(f"{key}_ci_high")
+            ci = f"[{low:.4f}, {high:.4f}]" if low is not None else ""
+            rows.append(f"{key:<32} {value:>12.4f}  {ci}")
+        return "\n".join(rows)
+
+
+@dataclass
+class Evaluator:
+    """Ranks the full catalog for every evaluated user and scores the lists.
+
+    ``seen`` is ``mask`` (already-seen items cannot be recommended; the default) or ``keep`` (for
+    repeat-consumption data). ``item_chunk`` bounds memory by scoring that many items at a time.
+    ``sampled`` (e.g. ``{n_negatives: 100, strategy: uniform}``) adds sampled-negative metrics beside
+    the full ones, with a warning. ``user_meta_slices`` names user metadata columns to slice by.
+    """
+
+    ks: list[int] = field(default_factory=lambda: [10, 20, 50])
+    seen: str = "mask"
+    item_chunk: int | None = None
+    n_boot: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    sampled: dict | None = None
+    user_meta_slices: list[str] = field(default_factory=list)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.seen not in ("mask", "keep"):
+            raise ValueError(f"evaluation.seen must be 'mask' or 'keep', got {self.seen!r}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"evaluation.ks must be positive integers, got {self.ks}")
+        self.ks = sorted(int(k) for k in self.ks)
+
+    def evaluate(self, model: Recommender, datamodule: EvaluationDataModule, stage: str = "test",
+                 device: torch.device | str = "cpu") -> Evaluation:
+        """Evaluate ``model`` on ``stage`` ('val' or 'test') of the datamodule's split."""
+        split = datamodule.split
+        seen = datamodule.seen(stage)
+        sampler = None
+        if self.sampled:
+            sampler = NegativeSampler(item_counts=torch.as_tensor(split.item_counts), seed=self.seed, **self.sampled)
+        started = time.perf_counter()
+        ranked = rank_users(model, datamodule.eval_dataloader(stage), seen if self.seen == "mask" else None,
+                            max(self.ks), self.item_chunk, device, sampler, self.progress)
+        ranked = gather_ranked(ranked)
+        seconds = time.perf_counter() - started
+        per_user = self._per_user(ranked, split, seen, stage)
+        metrics = self._flat_metrics(per_user, ranked, split, stage)
+        metrics[f"{stage}/n_users"] = float(len(ranked.users))
+        metrics[f"{stage}/seconds"] = seconds
+        return Evaluation(stage, per_user, metrics, ranked.top_items, seconds)
+
+    def _per_user(self, ranked: RankedUsers, split, seen, stage: str) -> pd.DataFrame:
+        columns = accuracy_metrics(ranked.ranks, self.ks)
+        if ranked.sampled_ranks is not None:
+            columns.update({f"sampled_{k}": v for k, v in accuracy_metrics(ranked.sampled_ranks, self.ks).items()})
+        n_train_users = int(split.train["user_id"].nunique())
+        genres = split.log.item_genre_ids()
+        for k in self.ks:
+            columns[f"popularity@{k}"] = ba.average_popularity(ranked.top_items, k, split.item_counts)
+            columns[f"novelty@{k}"] = ba.novelty(ranked.top_items, k, split.item_counts, n_train_users)
+            if len(split.log.genres):
+                columns[f"diversity@{k}"] = ba.intra_list_diversity(ranked.top_items, k, genres)
+        frame = pd.DataFrame(columns, index=pd.Index(ranked.users, name="user_id"))
+        frame["activity"] = activity_buckets(seen.count(ranked.users))
+        frame["popularity"] = popularity_buckets(split.item_counts)[ranked.targets[:, 0]]
+        for column in self.user_meta_slices:
+            if column not in split.log.user_meta:
+                raise ValueError(f"evaluation.user_meta_slices: no user metadata column {column!r}; "
+                                 f"have {list(split.log.user_meta.columns)}")
+            frame[column] = metadata_labels(split.log.user_meta[column].reindex(ranked.users))
+        return frame
+
+    def _flat_metrics(self, per_user: pd.DataFrame, ranked: RankedUsers, split, stage: str) -> dict[str, float]:
+        numeric = per_user.select_dtypes("number")
+        means, lows, highs = bootstrap_cis(numeric.to_numpy(np.float64), n_boot=self.n_boot,
+                                           confidence=self.confidence, seed=self.seed)
+        out: dict[str, float] = {}
+        for name, mean, low, high in zip(numeric.columns, means, lows, highs):
+            out[f"{stage}/{name}"] = float(mean)
+            out[f"{stage}/{name}_ci_low"] = float(low)
+            out[f"{stage}/{name}_ci_high"] = float(high)
+        n_items = split.log.n_items
+        for k in self.ks:
+            out[f"{stage}/coverage@{k}"] = float(ba.coverage(ranked.top_items, k, n_items))
+            out[f"{stage}/gini@{k}"] = float(ba.gini_exposure(ranked.top_items, k, n_items))
+            out[f"{stage}/personalization@{k}"] = float(ba.personalization(ranked.top_items, k, n_items))
+        slice_columns = ["activity", "popularity", *self.user_meta_slices]
+        for column in slice_columns:
+            for label, group in numeric.groupby(per_user[column].to_numpy()):
+                for name in (c for c in numeric.columns if not c.startswith("sampled_")):
+                    out[f"{stage}/slice/{column}={label}/{name}"] = float(group[name].mean())
+                out[f"{stage}/slice/{column}={label}/n_users"] = float(len(group))
+        return out

@@ -1,0 +1,153 @@
+"""Full-catalog ranking in bounded memory: pessimistic target ranks and top-k lists, chunked over users and items.
+
+Tie rule (pessimistic): a target's rank is 1 + the number of other unmasked items whose score is
+greater than or equal to its own, so a tie always counts against the target and a model that
+scores everything equally lands at the bottom, not the top. Masked (already seen) items and the
+padding id 0 score -inf and never enter a list; a masked target therefore ranks last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from marquee.data.seen import SeenItems
+from marquee.models.base import Recommender
+
+NEG_INF = float("-inf")
+
+
+def column_ranks(scores: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """Pessimistic 1-based ranks of the entries at ``columns`` (B, T) within each row of ``scores`` (B, M)."""
+    column_scores = scores.gather(1, columns)  # (B, T)
+    ranks = torch.empty_like(columns)
+    for j in range(columns.shape[1]):  # one (B, M) comparison per column keeps memory at B x M
+        ranks[:, j] = (scores >= column_scores[:, j : j + 1]).sum(1)  # counts the entry itself once
+    return ranks
+
+
+def pessimistic_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Ranks (1-based) of ``targets`` (B, T) among full-catalog ``scores`` (B, N + 1); 0 where the target is padding."""
+    return column_ranks(scores, targets).masked_fill(targets == 0, 0)
+
+
+def count_at_least(scores: torch.Tensor, item_ids: torch.Tensor, targets: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
+    """For an item chunk: per target, how many chunk items other than the target score >= the target's score.
+
+    ``scores`` (B, C) are the chunk's scores for ``item_ids`` (C,); ``targets`` and ``target_scores`` are (B, T).
+    """
+    counts = torch.zeros_like(targets)
+    for j in range(targets.shape[1]):
+        is_target = item_ids[None, :] == targets[:, j : j + 1]  # (B, C)
+        counts[:, j] = ((scores >= target_scores[:, j : j + 1]) & ~is_target).sum(1)
+    return counts
+
+
+def merge_top_k(best_scores: torch.Tensor | None, best_items: torch.Tensor | None, scores: torch.Tensor,
+                item_ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge a chunk's ``scores`` (B, C) over ``item_ids`` (C,) into the running top-``k`` (B, k) lists."""
+    chunk_k = min(k, scores.shape[1])
+    values, idx = scores.topk(chunk_k, dim=1)
+    items = item_ids[idx]
+    if best_scores is not None:
+        values, items = torch.cat([best_scores, values], 1), torch.cat([best_items, items], 1)
+        values, idx = values.topk(min(k, values.shape[1]), dim=1)
+        items = items.gather(1, idx)
+    return values, items
+
+
+def apply_mask(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Scores with masked entries and padding (column 0 of a full-catalog matrix) set to -inf; checks for NaN."""
+    if torch.isnan(scores).any():
+        raise ValueError("the model produced NaN scores; the ranking would be meaningless")
+    scores = scores.float()
+    if mask is not None:
+        scores = scores.masked_fill(mask, NEG_INF)
+    return scores
+
+
+@dataclass
+class RankedUsers:
+    """What one ranking pass over evaluation users yields, on CPU."""
+
+    users: np.ndarray  # (U,) user ids
+    targets: np.ndarray  # (U, T) target item ids, 0 for padding
+    ranks: np.ndarray  # (U, T) pessimistic target ranks, 0 for padding
+    top_items: np.ndarray  # (U, k_max) best-first item ids
+    sampled_ranks: np.ndarray | None = None  # (U, T) ranks among sampled negatives, when asked for
+
+
+def rank_users(
+    model: Recommender,
+    loader: Iterable[dict[str, torch.Tensor]],
+    seen: SeenItems | None,
+    k_max: int,
+    item_chunk: int | None = None,
+    device: torch.device | str = "cpu",
+    sampler: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = True,
+) -> RankedUsers:
+    """Rank the whole catalog for every user ``loader`` yields, in user batches and, optionally, item chunks.
+
+    ``seen`` masks each user's already-seen items (None keeps them). With ``item_chunk`` the model
+    scores at most that many items at a time, so memory stays at batch x chunk whatever the catalog
+    size. ``sampler(scores, mask, targets)`` returns target ranks among sampled negatives, for
+    the sampled metrics (full-catalog scoring only).
+    """
+    n_items = model.n_items
+    out: dict[str, list[torch.Tensor]] = {"users": [], "targets": [], "ranks": [], "top": [], "sampled": []}
+    model.eval()
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="ranking", unit="batch", disable=not progress, leave=False):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            users, targets = batch["user"], batch["targets"]
+            mask = seen.mask(users) if seen is not None else torch.zeros(len(users), n_items + 1, dtype=torch.bool,
+                                                                        device=device)
+            mask[:, 0] = True  # padding is never an item
+            if item_chunk is None or item_chunk >= n_items:
+                scores = apply_mask(model.score(batch), mask)  # (B, N + 1)
+                ranks = pessimistic_ranks(scores, targets)
+                top_scores, top = scores.topk(k_max, dim=1)
+                if sampler is not None:
+                    out["sampled"].append(sampler(scores, mask, targets).cpu())
+            else:
+                ranks, top_scores, top = _rank_in_item_chunks(model, batch, mask, targets, k_max, item_chunk)
+            if torch.isinf(top_scores).any():
+                raise ValueError(f"k_max={k_max} exceeds the number of unseen items of some user; lower the largest k")
+            out["users"].append(users.cpu())
+            out["targets"].append(targets.cpu())
+            out["ranks"].append(ranks.cpu())
+            out["top"].append(top.cpu())
+    return RankedUsers(
+        users=torch.cat(out["users"]).numpy(),
+        targets=_cat_right_padded(out["targets"]),
+        ranks=_cat_right_padded(out["ranks"]),
+        top_items=torch.cat(out["top"]).numpy(),
+        sampled_ranks=_cat_right_padded(out["sampled"]) if out["sampled"] else None,
+    )
+
+
+def _cat_right_padded(parts: list[torch.Tensor]) -> np.ndarray:
+    """Concatenate (B_i, T_i) batches into (sum B_i, max T_i), padding with 0 on the right."""
+    width = max(p.shape[1] for p in parts)
+    return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts]).numpy()
+
+
+def _rank_in_item_chunks(model: Recommender, batch: dict[str, torch.Tensor], mask: torch.Tensor,
+                         targets: torch.Tensor, k_max: int, item_chunk: int):
+    """Ranks and top-k of one user batch, scoring ``item_chunk`` items at a time."""
+    target_scores = model.score(batch, items=targets).float()  # (B, T)
+    target_scores = target_scores.masked_fill(mask.gather(1, targets), NEG_INF)
+    counts = torch.zeros_like(targets)
+    best_scores = best_items = None
+    for start in range(1, model.n_items + 1, item_chunk):
+        ids = torch.arange(start, min(start + item_chunk, model.n_items + 1), device=targets.device)
+        scores = apply_mask(model.score(batch, items=ids), mask[:, ids])  # (B, C)
+        counts += count_at_least(scores, ids, targets, target_scores)
+        best_scores, best_items = merge_top_k(best_scores, best_items, scores, ids, k_max)
+    ranks = (counts + 1).masked_fill(targets == 0, 0)
+    return ranks, best_scores, best_items

@@ -1,0 +1,109 @@
+"""The evaluator end to end: leakage shows up, masking matters, outputs round-trip, chunking and DDP agree."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pytest
+import torch
+
+from marquee.data.build import build_log
+from marquee.data.datamodules import PairDataModule
+from marquee.data.events import EventSchema
+from marquee.data.loaders.movielens import MovieLens100K
+from marquee.data.splits import LeaveOneOut
+from marquee.evaluation.evaluator import Evaluator
+from marquee.models.base import FittedRecommender
+
+
+class Memorizer(FittedRecommender):
+    """Scores 1 + noise for items the user had in the rows it was fitted on, noise elsewhere."""
+
+    def __init__(self, n_items: int, rows: pd.DataFrame, n_users: int):
+        super().__init__(n_items)
+        self.memory = torch.zeros(n_users + 1, n_items + 1)
+        self.memory[torch.tensor(rows["user_id"].to_numpy()), torch.tensor(rows["item_id"].to_numpy())] = 1.0
+
+    def score(self, batch, items=None):
+        users = batch["user"]
+        noise = torch.rand(len(users), self.n_items + 1, generator=torch.Generator().manual_seed(7))
+        return self.select(self.memory[users] + 0.5 * noise, items)
+
+
+@pytest.fixture(scope="module")
+def ml100k_split(shared_data):
+    log = build_log(MovieLens100K(shared_data / "ml-100k", download=False).load(), EventSchema({"rating": 1.0}))
+    return LeaveOneOut()(log)
+
+
+def _evaluate(model, split, **kwargs):
+    evaluator = Evaluator(ks=[10, 50], n_boot=200, progress=False, **kwargs)
+    return evaluator.evaluate(model, PairDataModule(split, eval_batch_size=256), "test")
+
+
+def test_a_model_that_memorizes_training_scores_at_chance_unless_test_rows_leak(ml100k_split):
+    split = ml100k_split
+    n_users, n_items = split.log.n_users, split.log.n_items
+    honest = _evaluate(Memorizer(n_items, split.history("test"), n_users), split)
+    # chance: 10 of the ~1,570 unseen items -> recall@10 around 0.006
+    assert honest.metrics["test/recall@10"] < 0.03
+    leaked = _evaluate(Memorizer(n_items, pd.concat([split.history("test"), split.test]), n_users), split)
+    assert leaked.metrics["test/recall@10"] > 0.95
+    assert leaked.metrics["test/ndcg@10_ci_low"] > honest.metrics["test/ndcg@10_ci_high"]
+
+
+def test_keeping_seen_items_lets_them_crowd_out_the_target(ml100k_split):
+    split = ml100k_split
+    model = Memorizer(split.log.n_items, split.history("test"), split.log.n_users)
+    kept = _evaluate(model, split, seen="keep")
+    masked = _evaluate(model, split, seen="mask")
+    # with seen items kept, the memorized history (at least 19 items per user) fills every top 10
+    assert kept.metrics["test/recall@10"] == 0.0 < masked.metrics["test/recall@10"]
+
+
+def test_outputs_carry_cis_beyond_accuracy_slices_and_round_trip(ml100k_split, tmp_path):
+    split = ml100k_split
+    model = Memorizer(split.log.n_items, split.history("test"), split.log.n_users)
+    result = _evaluate(model, split, user_meta_slices=["gender"])
+    m = result.metrics
+    for key in ("test/ndcg@10", "test/recall@50", "test/coverage@10", "test/gini@10", "test/personalization@10",
+                "test/novelty@10", "test/diversity@10", "test/popularity@10", "test/map@10", "test/mrr@10"):
+        assert key in m, key
+    assert m["test/ndcg@10_ci_low"] <= m["test/ndcg@10"] <= m["test/ndcg@10_ci_high"]
+    assert m["test/n_users"] == 943
+    assert {"test/slice/activity=cold/n_users", "test/slice/popularity=tail/ndcg@10",
+            "test/slice/gender=F/recall@10"} <= set(m)
+    slice_users = sum(m[f"test/slice/activity={b}/n_users"] for b in ("cold", "medium", "heavy"))
+    assert slice_users == 943
+    result.save(tmp_path)
+    per_user = pd.read_parquet(tmp_path / "per_user_test.parquet").set_index("user_id")
+    assert per_user["ndcg@10"].mean() == pytest.approx(m["test/ndcg@10"])
+    assert len(per_user) == 943 and set(per_user["gender"]) == {"F", "M"}
+
+
+def test_item_chunks_give_the_same_metrics(ml100k_split):
+    split = ml100k_split
+    model = Memorizer(split.log.n_items, split.history("test"), split.log.n_users)
+    full, chunked = _evaluate(model, split), _evaluate(model, split, item_chunk=300)
+    for key in ("test/ndcg@10", "test/recall@50", "test/coverage@50"):
+        assert chunked.metrics[key] == pytest.approx(full.metrics[key])
+
+
+def test_sampled_metrics_need_the_flag_warn_and_flatter(ml100k_split, caplog):
+    split = ml100k_split
+    model = Memorizer(split.log.n_items, split.history("test"), split.log.n_users)
+    assert not any(k.startswith("test/sampled_") for k in _evaluate(model, split).metrics)
+    with caplog.at_level(logging.WARNING):
+        result = _evaluate(model, split, sampled={"n_negatives": 100, "strategy": "uniform"})
+    assert "known to mislead" in caplog.text
+    # among 100 random negatives a chance-level model finds the target in the top 10 about 10% of the time
+    assert 0.05 < result.metrics["test/sampled_hit@10"] < 0.16
+    assert result.metrics["test/sampled_hit@10"] > 5 * result.metrics["test/hit@10"]
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="seen must be"):
+        Evaluator(seen="sometimes")
+    with pytest.raises(ValueError, match="ks must be"):
+        Evaluator(ks=[0, 10])

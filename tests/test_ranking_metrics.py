@@ -1,0 +1,146 @@
+"""Ranking and accuracy metrics: hand-computed cases with ties, chunked = full, and agreement with torchmetrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torchmetrics.functional import retrieval as tm
+
+from marquee.evaluation.metrics import accuracy_metrics
+from marquee.evaluation.ranking import NEG_INF, apply_mask, merge_top_k, pessimistic_ranks, rank_users
+from marquee.models.base import Recommender
+
+PAD = NEG_INF
+
+
+class FixedScores(Recommender):
+    """Returns a fixed (n_users + 1, n_items + 1) score table row per user: a stand-in model for tests."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__(table.shape[1] - 1)
+        self.table = table
+
+    def score(self, batch, items=None):
+        return self.select(self.table[batch["user"]], items)
+
+
+def _batches(users: list[int], targets: list[list[int]], batch_size: int = 2):
+    width = max(len(t) for t in targets)
+    padded = torch.tensor([t + [0] * (width - len(t)) for t in targets])
+    for i in range(0, len(users), batch_size):
+        yield {"user": torch.tensor(users[i : i + batch_size]), "targets": padded[i : i + batch_size]}
+
+
+def test_a_tie_counts_against_the_target():
+    # items 1..4 score 0.9, 0.5, 0.5, 0.1; the target (item 2) ties with item 3 -> pessimistic rank 3
+    scores = torch.tensor([[PAD, 0.9, 0.5, 0.5, 0.1]])
+    ranks = pessimistic_ranks(scores, torch.tensor([[2]]))
+    assert ranks.tolist() == [[3]]
+    m = accuracy_metrics(ranks.numpy(), [2, 3])
+    assert m["hit@2"][0] == 0 and m["hit@3"][0] == 1
+    assert m["ndcg@3"][0] == pytest.approx(1 / math.log2(4))  # rank 3 -> 1 / log2(3 + 1) = 0.5
+    assert m["mrr@3"][0] == pytest.approx(1 / 3)
+
+
+def test_constant_scores_put_the_target_last_not_first():
+    scores = torch.zeros(1, 6)
+    scores[:, 0] = PAD
+    assert pessimistic_ranks(scores, torch.tensor([[4]])).tolist() == [[5]]
+
+
+def test_masked_items_leave_the_ranking_and_a_masked_target_ranks_last():
+    scores = torch.tensor([[0.0, 0.9, 0.8, 0.7, 0.6]])
+    mask = torch.tensor([[True, True, False, False, False]])  # padding and item 1 already seen
+    masked = apply_mask(scores, mask)
+    assert pessimistic_ranks(masked, torch.tensor([[3]])).tolist() == [[2]]  # item 1 no longer ahead
+    assert pessimistic_ranks(masked, torch.tensor([[1]])).tolist() == [[5]]  # a seen target cannot be hit
+
+
+def test_nan_scores_are_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        apply_mask(torch.tensor([[0.0, float("nan")]]), None)
+
+
+def test_hand_computed_multi_target_metrics():
+    # user A: targets at ranks 1 and 4 (R = 2); user B: one target at rank 2; user C: one target at rank 11
+    ranks = np.array([[1, 4], [2, 0], [11, 0]])
+    m = accuracy_metrics(ranks, [3, 5])
+    # recall@3: A 1/2, B 1, C 0; recall@5: A 1
+    np.testing.assert_allclose(m["recall@3"], [0.5, 1.0, 0.0])
+    np.testing.assert_allclose(m["recall@5"], [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(m["precision@5"], [2 / 5, 1 / 5, 0.0])
+    # ndcg@5 for A: (1/log2 2 + 1/log2 5) / (1/log2 2 + 1/log2 3)
+    ndcg_a = (1 + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    np.testing.assert_allclose(m["ndcg@5"], [ndcg_a, 1 / math.log2(3), 0.0])
+    np.testing.assert_allclose(m["mrr@5"], [1.0, 0.5, 0.0])
+    # map@5 for A: (1/1 + 2/4) / min(2, 5) = 0.75; for B: (1/2) / 1
+    np.testing.assert_allclose(m["map@5"], [0.75, 0.5, 0.0])
+    # map@3 for A: only rank 1 within 3 -> (1/1) / min(2, 3) = 0.5
+    assert m["map@3"][0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_equal_torchmetrics_on_random_cases(seed):
+    gen = torch.Generator().manual_seed(seed)
+    n_users, n_items, k = 40, 60, 10
+    scores = torch.rand(n_users, n_items + 1, generator=gen) * 0.99 + 0.01  # positive: torchmetrics' AP needs it
+    scores[:, 0] = PAD
+    n_targets = torch.randint(1, 6, (n_users,), generator=gen)
+    targets = torch.zeros(n_users, 5, dtype=torch.long)
+    for u in range(n_users):
+        targets[u, : n_targets[u]] = torch.randperm(n_items, generator=gen)[: n_targets[u]] + 1
+    ours = accuracy_metrics(pessimistic_ranks(scores, targets).numpy(), [k])
+    for u in range(n_users):
+        relevant = torch.zeros(n_items, dtype=torch.bool)
+        relevant[targets[u, : n_targets[u]] - 1] = True
+        preds = scores[u, 1:]
+        assert ours[f"recall@{k}"][u] == pytest.approx(tm.retrieval_recall(preds, relevant, top_k=k).item())
+        assert ours[f"precision@{k}"][u] == pytest.approx(tm.retrieval_precision(preds, relevant, top_k=k).item())
+        assert ours[f"hit@{k}"][u] == pytest.approx(tm.retrieval_hit_rate(preds, relevant, top_k=k).item())
+        assert ours[f"ndcg@{k}"][u] == pytest.approx(tm.retrieval_normalized_dcg(preds, relevant, top_k=k).item(), abs=1e-6)
+        assert ours[f"mrr@{k}"][u] == pytest.approx(tm.retrieval_reciprocal_rank(preds, relevant, top_k=k).item())
+        if n_targets[u] == 1:  # torchmetrics divides AP by the hits found, we by min(R, k): equal for one target
+            assert ours[f"map@{k}"][u] == pytest.approx(tm.retrieval_average_precision(preds, relevant, top_k=k).item())
+
+
+@pytest.mark.parametrize("item_chunk", [1, 3, 7, 100])
+def test_item_chunks_give_the_same_ranks_and_lists_as_the_full_catalog(item_chunk):
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randint(0, 4, (6, 21), generator=gen).float()  # integer scores: many ties
+    model = FixedScores(table)
+    users, targets = [1, 2, 3, 4, 5], [[3], [5, 7], [1], [20, 2, 9], [11]]
+
+    class Seen:  # user u has seen item u
+        def mask(self, users):
+            m = torch.zeros(len(users), 21, dtype=torch.bool)
+            m[torch.arange(len(users)), users] = True
+            return m
+
+    full = rank_users(model, _batches(users, targets), Seen(), k_max=5, progress=False)
+    chunked = rank_users(model, _batches(users, targets), Seen(), k_max=5, item_chunk=item_chunk, progress=False)
+    np.testing.assert_array_equal(full.ranks, chunked.ranks)
+    # lists may order tied items differently; their scores must agree position by position
+    np.testing.assert_array_equal(np.take_along_axis(table[users].numpy(), full.top_items, 1),
+                                  np.take_along_axis(table[users].numpy(), chunked.top_items, 1))
+    assert not (full.top_items == np.array(users)[:, None]).any()  # seen items never recommended
+    assert (full.top_items > 0).all()
+
+
+def test_merge_top_k_keeps_the_best_across_chunks():
+    values, items = merge_top_k(None, None, torch.tensor([[0.1, 0.7]]), torch.tensor([1, 2]), 2)
+    values, items = merge_top_k(values, items, torch.tensor([[0.9, 0.2]]), torch.tensor([3, 4]), 2)
+    assert items.tolist() == [[3, 2]] and values[0].tolist() == pytest.approx([0.9, 0.7])
+
+
+def test_asking_for_more_items_than_remain_unseen_is_an_error():
+    model = FixedScores(torch.rand(2, 4))
+
+    class SeenAll:
+        def mask(self, users):
+            return torch.ones(len(users), 4, dtype=torch.bool)
+
+    with pytest.raises(ValueError, match="exceeds the number of unseen items"):
+        rank_users(model, _batches([1], [[1]]), SeenAll(), k_max=2, progress=False)
