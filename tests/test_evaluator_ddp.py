@@ -1,0 +1,82 @@
+"""Under DDP each rank ranks its shard of users; the gathered metrics equal a single-process evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from marquee.data.datamodules import PairDataModule
+from marquee.data.splits import LeaveOneOut
+from marquee.evaluation.distributed import merge_ranked
+from marquee.evaluation.evaluator import Evaluator
+from marquee.evaluation.ranking import RankedUsers
+from marquee.models.base import Recommender
+from tests.helpers import make_log
+
+
+class ItemIdScores(Recommender):
+    """Deterministic scores that differ per user: (item * user) mod 7."""
+
+    def score(self, batch, items=None):
+        items_all = torch.arange(self.n_items + 1)
+        return self.select(((items_all[None, :] * batch["user"][:, None]) % 7).float(), items)
+
+
+def _split():
+    rows = [(u, (u * 3 + t) % 40, t) for u in range(1, 26) for t in range(8)]
+    return LeaveOneOut()(make_log(rows))
+
+
+def _evaluate() -> dict[str, float]:
+    split = _split()
+    result = Evaluator(ks=[5], n_boot=50, progress=False).evaluate(ItemIdScores(split.log.n_items),
+                                                                   PairDataModule(split, eval_batch_size=4))
+    return {k: v for k, v in result.metrics.items() if not k.endswith("seconds")}
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        shard = len(PairDataModule(_split()).eval_dataloader("test").sampler)
+        metrics = _evaluate()
+        if rank == 0:
+            with open(out, "w") as f:
+                json.dump({**metrics, "shard_users": shard}, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_rank_gloo_evaluation_equals_one_process(tmp_path):
+    out = tmp_path / "metrics.json"
+    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    gathered = json.loads(out.read_text())
+    assert gathered.pop("shard_users") == 13  # each rank ranked half of the 25 users (one padded)
+    single = _evaluate()
+    assert gathered["test/n_users"] == single["test/n_users"] == 25
+    assert gathered == pytest.approx(single)
+
+
+def test_merge_keeps_each_user_once_in_user_order():
+    def part(users, width):
+        u = torch.tensor(users).numpy()
+        return RankedUsers(users=u, targets=(u[:, None] + 0).repeat(width, 1), ranks=u[:, None].repeat(width, 1),
+                           top_items=u[:, None] * 10)
+
+    merged = merge_ranked([part([1, 3, 5], 1), part([2, 4, 1], 2)])  # user 1 twice: the sampler's padding
+    assert merged.users.tolist() == [1, 2, 3, 4, 5]
+    assert merged.ranks.tolist() == [[1, 0], [2, 2], [3, 0], [4, 4], [5, 0]]
+    assert merged.top_items[:, 0].tolist() == [10, 20, 30, 40, 50]
