@@ -10,7 +10,14 @@ import torch
 from torchmetrics.functional import retrieval as tm
 
 from marquee.evaluation.metrics import accuracy_metrics
-from marquee.evaluation.ranking import NEG_INF, apply_mask, merge_top_k, pessimistic_ranks, rank_users
+from marquee.evaluation.ranking import (
+    NEG_INF,
+    apply_mask,
+    merge_top_k,
+    pessimistic_ranks,
+    rank_users,
+    ranks_from_top,
+)
 from marquee.models.base import Recommender
 
 PAD = NEG_INF
@@ -60,8 +67,22 @@ def test_masked_items_leave_the_ranking_and_a_masked_target_ranks_last():
 
 
 def test_nan_scores_are_refused():
+    model = FixedScores(torch.tensor([[0.0, 0.1, float("nan"), 0.3]] * 2))
     with pytest.raises(ValueError, match="NaN"):
-        apply_mask(torch.tensor([[0.0, float("nan")]]), None)
+        rank_users(model, _batches([1], [[1]]), None, k_max=2, progress=False)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ranks_read_off_the_top_list_equal_full_counts_up_to_k_max(seed):
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 6, (50, 31), generator=gen).float()  # many ties, also at the k_max boundary
+    scores[:, 0] = PAD
+    targets = torch.randint(1, 31, (50, 3), generator=gen)
+    targets[::4, 2] = 0  # some padding
+    for k_max in (1, 5, 12):
+        top_scores, _ = scores.topk(k_max, dim=1)
+        full = pessimistic_ranks(scores, targets).clamp(max=k_max + 1).masked_fill(targets == 0, 0)
+        assert torch.equal(ranks_from_top(scores, targets, top_scores), full)
 
 
 def test_hand_computed_multi_target_metrics():

@@ -123,12 +123,11 @@ def collate_eval(rows: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
 
 def _pad(values: list[np.ndarray], left: bool) -> np.ndarray:
     """Stack 1-D arrays into ``(n, longest)`` with zeros on the left (histories) or right (targets)."""
-    width = max(max(len(v) for v in values), 1)
+    lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+    width = max(int(lengths.max()), 1)
     out = np.zeros((len(values), width), dtype=values[0].dtype)
-    for i, v in enumerate(values):
-        if len(v):
-            if left:
-                out[i, width - len(v) :] = v
-            else:
-                out[i, : len(v)] = v
+    rows = np.repeat(np.arange(len(values)), lengths)
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # position in its array
+    cols = within + np.repeat(width - lengths, lengths) if left else within
+    out[rows, cols] = np.concatenate(values) if len(rows) else []
     return out

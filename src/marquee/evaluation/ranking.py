@@ -4,6 +4,10 @@ Tie rule (pessimistic): a target's rank is 1 + the number of other unmasked item
 greater than or equal to its own, so a tie always counts against the target and a model that
 scores everything equally lands at the bottom, not the top. Masked (already seen) items and the
 padding id 0 score -inf and never enter a list; a masked target therefore ranks last.
+
+Every metric at k <= k_max needs a rank only when it is at most k_max, so full-catalog ranking
+reads exact ranks off the top-k_max list and reports any rank beyond it as k_max + 1; only a
+target tied with the k_max-th score needs a count over the whole catalog.
 """
 
 from __future__ import annotations
@@ -35,6 +39,25 @@ def pessimistic_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     return column_ranks(scores, targets).masked_fill(targets == 0, 0)
 
 
+def ranks_from_top(scores: torch.Tensor, targets: torch.Tensor, top_scores: torch.Tensor) -> torch.Tensor:
+    """Pessimistic ranks of ``targets`` (B, T), exact up to k_max = ``top_scores.shape[1]`` and k_max + 1 beyond.
+
+    ``top_scores`` (B, k_max) are each row's best scores, descending. A target scoring above the
+    k_max-th score has all its competitors inside the list; one scoring below it ranks beyond k_max;
+    only a tie with the k_max-th score is counted over the whole row.
+    """
+    k_max = top_scores.shape[1]
+    target_scores = scores.gather(1, targets)  # (B, T)
+    in_top = (top_scores[:, None, :] >= target_scores[:, :, None]).sum(-1)  # (B, T) list entries >= target
+    ranks = torch.where(target_scores > top_scores[:, -1:], in_top, torch.full_like(in_top, k_max + 1))
+    boundary = (target_scores == top_scores[:, -1:]) & (targets > 0)
+    if boundary.any():
+        rows = boundary.any(1).nonzero().squeeze(1)
+        exact = column_ranks(scores[rows], targets[rows]).clamp(max=k_max + 1)
+        ranks[rows] = torch.where(boundary[rows], exact, ranks[rows])
+    return ranks.masked_fill(targets == 0, 0)
+
+
 def count_at_least(scores: torch.Tensor, item_ids: torch.Tensor, targets: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
     """For an item chunk: per target, how many chunk items other than the target score >= the target's score.
 
@@ -61,13 +84,17 @@ def merge_top_k(best_scores: torch.Tensor | None, best_items: torch.Tensor | Non
 
 
 def apply_mask(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Scores with masked entries and padding (column 0 of a full-catalog matrix) set to -inf; checks for NaN."""
-    if torch.isnan(scores).any():
-        raise ValueError("the model produced NaN scores; the ranking would be meaningless")
+    """Scores as float32 with masked entries (and padding, which the mask covers) set to -inf."""
     scores = scores.float()
-    if mask is not None:
-        scores = scores.masked_fill(mask, NEG_INF)
-    return scores
+    return scores.masked_fill(mask, NEG_INF) if mask is not None else scores
+
+
+def check_finite_top(top_scores: torch.Tensor, k_max: int) -> None:
+    """Refuse NaN scores (topk puts NaN first, so the list shows them) and lists padded with masked items."""
+    if torch.isnan(top_scores).any():
+        raise ValueError("the model produced NaN scores; the ranking would be meaningless")
+    if (top_scores == NEG_INF).any():
+        raise ValueError(f"k_max={k_max} exceeds the number of unseen items of some user; lower the largest k")
 
 
 @dataclass
@@ -76,7 +103,7 @@ class RankedUsers:
 
     users: np.ndarray  # (U,) user ids
     targets: np.ndarray  # (U, T) target item ids, 0 for padding
-    ranks: np.ndarray  # (U, T) pessimistic target ranks, 0 for padding
+    ranks: np.ndarray  # (U, T) pessimistic target ranks, k_max + 1 for any rank beyond k_max, 0 for padding
     top_items: np.ndarray  # (U, k_max) best-first item ids
     sampled_ranks: np.ndarray | None = None  # (U, T) ranks among sampled negatives, when asked for
 
@@ -110,14 +137,14 @@ def rank_users(
             mask[:, 0] = True  # padding is never an item
             if item_chunk is None or item_chunk >= n_items:
                 scores = apply_mask(model.score(batch), mask)  # (B, N + 1)
-                ranks = pessimistic_ranks(scores, targets)
                 top_scores, top = scores.topk(k_max, dim=1)
+                check_finite_top(top_scores, k_max)
+                ranks = ranks_from_top(scores, targets, top_scores)
                 if sampler is not None:
                     out["sampled"].append(sampler(scores, mask, targets).cpu())
             else:
                 ranks, top_scores, top = _rank_in_item_chunks(model, batch, mask, targets, k_max, item_chunk)
-            if torch.isinf(top_scores).any():
-                raise ValueError(f"k_max={k_max} exceeds the number of unseen items of some user; lower the largest k")
+                check_finite_top(top_scores, k_max)
             out["users"].append(users.cpu())
             out["targets"].append(targets.cpu())
             out["ranks"].append(ranks.cpu())
@@ -149,5 +176,5 @@ def _rank_in_item_chunks(model: Recommender, batch: dict[str, torch.Tensor], mas
         scores = apply_mask(model.score(batch, items=ids), mask[:, ids])  # (B, C)
         counts += count_at_least(scores, ids, targets, target_scores)
         best_scores, best_items = merge_top_k(best_scores, best_items, scores, ids, k_max)
-    ranks = (counts + 1).masked_fill(targets == 0, 0)
+    ranks = (counts + 1).clamp(max=k_max + 1).masked_fill(targets == 0, 0)
     return ranks, best_scores, best_items
