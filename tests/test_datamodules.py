@@ -102,3 +102,12 @@ def test_pair_evaluation_rows_carry_whole_histories_left_padded_to_the_longest()
     batch = next(iter(PairDataModule(split, eval_batch_size=8).test_dataloader()))
     assert batch["items"].tolist() == [[1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 2, 3]]
     assert batch["hour"].shape == (2, 6)
+
+
+def test_a_target_repeated_in_the_test_period_counts_once():
+    from marquee.data.splits import TemporalSplit
+
+    rows = [(1, 1, 1), (1, 2, 10), (1, 3, 11), (1, 2, 12)]
+    split = TemporalSplit(val_start=5, test_start=10)(make_log(rows))
+    batch = next(iter(SequenceDataModule(split, max_len=3).test_dataloader()))
+    assert batch["targets"].tolist() == [[2, 3]]

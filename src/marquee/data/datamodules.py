@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 
-from marquee.data.datasets import EvaluationUsers, InteractionPairs, SequenceWindows, collate_eval
+from marquee.data.datasets import EvaluationUsers, InteractionPairs, SequenceWindows, to_tensors
 from marquee.data.seen import SeenItems
 from marquee.data.sequences import UserSequences
 from marquee.data.splits import Split
@@ -53,7 +53,7 @@ class EvaluationDataModule(pl.LightningDataModule):
             batch_size=self.eval_batch_size,
             sampler=DistributedSampler(users, shuffle=False) if sharded else None,
             shuffle=False,
-            collate_fn=collate_eval,
+            collate_fn=to_tensors,
             num_workers=self.num_workers,
         )
 
@@ -98,6 +98,7 @@ class SequenceDataModule(EvaluationDataModule):
             shuffle=True,
             generator=self._generator(),
             num_workers=self.num_workers,
+            collate_fn=to_tensors,
             drop_last=False,
         )
 

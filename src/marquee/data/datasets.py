@@ -16,7 +16,8 @@ class SequenceWindows(Dataset):
     ``windows='last'`` takes each user's most recent ``max_len + 1`` items; ``'all'`` tiles the
     whole history from the end with windows that overlap by one item, so no transition is lost.
     Target-side context (``target_hour`` ...) is the context of the event being predicted, which a
-    service knows at request time.
+    service knows at request time. Batches are gathered whole (``__getitems__``), with
+    :func:`to_tensors` as the loader's collate function.
     """
 
     def __init__(self, sequences: UserSequences, max_len: int, windows: str = "last"):
@@ -39,15 +40,18 @@ class SequenceWindows(Dataset):
     def __len__(self) -> int:
         return len(self.ends)
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        start, end = int(self.starts[index]), int(self.ends[index])
-        inputs = self.sequences.window(start, end - 1, self.max_len)  # (L,) each
-        nxt = self.sequences.window(start + 1, end, self.max_len)
-        inputs["targets"] = nxt["items"]
+    def __getitems__(self, indices: list[int]) -> dict[str, np.ndarray]:
+        starts, ends = self.starts[indices], self.ends[indices]
+        batch = self.sequences.windows(starts, ends - 1, self.max_len)  # inputs: (B, L) each
+        following = self.sequences.windows(starts + 1, ends, self.max_len)
+        batch["targets"] = following["items"]
         for name in CONTEXT:
-            if name in nxt:
-                inputs[f"target_{name}"] = nxt[name]
-        return inputs
+            if name in following:
+                batch[f"target_{name}"] = following[name]
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in self.__getitems__([index]).items()}
 
 
 class InteractionPairs(Dataset):
@@ -78,56 +82,37 @@ class EvaluationUsers(Dataset):
     """One row per evaluated user: the history visible at that stage and all of the user's targets.
 
     The history is the last ``max_len`` events, or all of them when ``max_len`` is None (models
-    such as EASE read the whole history). ``targets`` vary in length per user; :func:`collate_eval`
-    pads them. The context (``target_hour`` ...) is that of the user's first target event.
+    such as EASE read the whole history), left-padded to the longest in the batch; ``targets``
+    (distinct items, in time order) are right-padded. The context (``target_hour`` ...) is that of
+    the user's first target event. Batches are gathered whole (``__getitems__``).
     """
 
     def __init__(self, history: pd.DataFrame, targets: pd.DataFrame, n_users: int, max_len: int | None):
         self.history = UserSequences.from_frame(history, n_users)
+        self.targets = UserSequences.from_frame(targets.drop_duplicates(["user_id", "item_id"]), n_users)
         self.max_len = max_len
-        target_seq = UserSequences.from_frame(targets, n_users)
-        self.users = np.flatnonzero(np.diff(target_seq.indptr) > 0)
-        self.targets = target_seq
+        self.users = np.flatnonzero(np.diff(self.targets.indptr) > 0)
 
     def __len__(self) -> int:
         return len(self.users)
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        user = int(self.users[index])
-        end = int(self.history.indptr[user + 1])
-        first = int(self.history.indptr[user])
-        start = first if self.max_len is None else max(first, end - self.max_len)
-        row = self.history.window(start, end, self.max_len or end - start)
-        target_start = int(self.targets.indptr[user])
-        row["user"] = np.int64(user)
-        row["targets"] = self.targets.items[target_start : int(self.targets.indptr[user + 1])]
+    def __getitems__(self, indices: list[int]) -> dict[str, np.ndarray]:
+        users = self.users[indices]
+        first, end = self.history.indptr[users], self.history.indptr[users + 1]
+        start = first if self.max_len is None else np.maximum(first, end - self.max_len)
+        batch = self.history.windows(start, end, self.max_len)
+        target_start = self.targets.indptr[users]
+        batch["user"] = users.astype(np.int64)
+        batch["targets"] = self.targets.windows(target_start, self.targets.indptr[users + 1], left=False)["items"]
         for name in CONTEXT:
             if name in self.targets.features:
-                row[f"target_{name}"] = self.targets.features[name][target_start]
-        return row
+                batch[f"target_{name}"] = self.targets.features[name][target_start]
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in self.__getitems__([index]).items()}
 
 
-def collate_eval(rows: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    """Stack evaluation rows: ``targets`` right-padded with 0, histories of unequal length left-padded."""
-    out = {}
-    for key in rows[0]:
-        values = [r[key] for r in rows]
-        if key == "targets":
-            out[key] = torch.from_numpy(_pad(values, left=False))
-        elif np.ndim(values[0]) == 1:
-            out[key] = torch.from_numpy(_pad(values, left=True))
-        else:
-            out[key] = torch.from_numpy(np.stack(values))
-    return out
-
-
-def _pad(values: list[np.ndarray], left: bool) -> np.ndarray:
-    """Stack 1-D arrays into ``(n, longest)`` with zeros on the left (histories) or right (targets)."""
-    lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
-    width = max(int(lengths.max()), 1)
-    out = np.zeros((len(values), width), dtype=values[0].dtype)
-    rows = np.repeat(np.arange(len(values)), lengths)
-    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # position in its array
-    cols = within + np.repeat(width - lengths, lengths) if left else within
-    out[rows, cols] = np.concatenate(values) if len(rows) else []
-    return out
+def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Collate function for datasets that gather whole batches: arrays become tensors."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}

@@ -54,19 +54,25 @@ class UserSequences:
     def length(self, user: int) -> int:
         return int(self.indptr[user + 1] - self.indptr[user])
 
-    def window(self, start: int, end: int, max_len: int) -> dict[str, np.ndarray]:
-        """Rows ``start:end`` (flat positions), left-padded to ``max_len`` with zeros."""
-        n = end - start
-        if n > max_len:
-            raise ValueError(f"window of {n} rows exceeds max_len {max_len}")
-        out = {"items": _left_pad(self.items[start:end], max_len)}
-        for name, values in self.features.items():
-            out[name] = _left_pad(values[start:end], max_len)
+    def windows(self, starts: np.ndarray, ends: np.ndarray, width: int | None = None, left: bool = True
+                ) -> dict[str, np.ndarray]:
+        """Rows ``starts[b]:ends[b]`` (flat positions) of each window b as ``(B, width)`` arrays, zero-padded.
+
+        Padding goes on the left (histories, so the latest event is last) or the right (target lists);
+        ``width`` defaults to the longest window. Gathered without a Python loop over windows.
+        """
+        starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+        lengths = ends - starts
+        width = max(int(lengths.max(initial=0)), 1) if width is None else width
+        if (lengths > width).any():
+            raise ValueError(f"a window of {int(lengths.max())} rows exceeds width {width}")
+        rows = np.repeat(np.arange(len(starts)), lengths)
+        within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # 0.. per window
+        flat = np.repeat(starts, lengths) + within
+        cols = within + np.repeat(width - lengths, lengths) if left else within
+        out = {}
+        for name, values in {"items": self.items, **self.features}.items():
+            padded = np.zeros((len(starts), width), dtype=values.dtype)
+            padded[rows, cols] = values[flat]
+            out[name] = padded
         return out
-
-
-def _left_pad(values: np.ndarray, length: int) -> np.ndarray:
-    out = np.zeros(length, dtype=values.dtype)
-    if len(values):
-        out[-len(values) :] = values
-    return out
