@@ -1,0 +1,273 @@
+"""Baselines that keep learned models honest: random, popularity, recent popularity, ItemKNN and EASE.
+
+Each is a :class:`FittedRecommender`: ``fit(split)`` reads ``split.train`` only and fills registered
+buffers whose shapes follow from the constructor's arguments, so a fresh instance built with the same
+arguments takes a fitted model's ``state_dict()``. ItemKNN and EASE read the binary user×item
+training matrix (repeats and event types count once) and score a batch's whole history.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from marquee.data.splits import Split
+from marquee.models.base import FittedRecommender
+
+log = logging.getLogger(__name__)
+
+SECONDS_PER_DAY = 86_400
+_MASK32 = 0xFFFFFFFF
+# dense float32 Gram blocks of about this many entries bound memory while fitting ItemKNN and EASE
+_BLOCK_ENTRIES = 1 << 26
+# EASE inverts in float64 up to this many items; above it float32 (the ridge keeps G well conditioned)
+EASE_FLOAT64_MAX_ITEMS = 10_000
+
+
+class RandomRecommender(FittedRecommender):
+    """Uniform random scores, a fixed function of (seed, user, item) so any batching reproduces them."""
+
+    def __init__(self, n_items: int, seed: int = 0):
+        super().__init__(n_items)
+        self.seed = seed
+
+    def fit(self, split: Split) -> RandomRecommender:
+        """Nothing to learn; checks the catalog size only."""
+        _check_catalog(self, split)
+        return self
+
+    def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor | None = None) -> torch.Tensor:
+        users = batch["user"]
+        seed = _hash32(torch.tensor(self.seed & _MASK32, device=users.device))
+        user_key = _hash32((users[:, None] & _MASK32) ^ seed)  # (B, 1)
+        item_key = _hash32(torch.arange(self.n_items + 1, device=users.device))  # (n_items + 1,)
+        bits = _hash32(user_key ^ item_key)  # (B, n_items + 1), uniform 32-bit integers
+        scores = (bits >> 8).float() * 2.0**-24  # the top 24 bits: exact in float32, uniform on [0, 1)
+        return self.select(scores, items)
+
+
+class _Baseline(FittedRecommender):
+    """A counting or closed-form model: checks the catalog on fit and refuses to score before it is fitted."""
+
+    def __init__(self, n_items: int):
+        super().__init__(n_items)
+        # a buffer, so a loaded state_dict marks the model fitted too
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def _done(self) -> _Baseline:
+        self.fitted.fill_(True)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__}.score() before fit() or load_state_dict() of a fitted model")
+
+
+class _Popularity(_Baseline):
+    """Scores every item by one global weight per item, the same for every user."""
+
+    def __init__(self, n_items: int):
+        super().__init__(n_items)
+        self.register_buffer("popularity", torch.zeros(n_items + 1))  # (n_items + 1,)
+
+    def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_fitted()
+        scores = self.popularity.expand(len(batch["user"]), -1)  # (B, n_items + 1), a view
+        return self.select(scores, items).clone()  # a tensor of its own, safe to mask in place
+
+
+class MostPopular(_Popularity):
+    """Number of training interactions per item."""
+
+    def fit(self, split: Split) -> MostPopular:
+        _check_catalog(self, split)
+        self.popularity.copy_(torch.from_numpy(split.item_counts))
+        return self._done()
+
+
+class RecentPopular(_Popularity):
+    """Time-decayed popularity: each training interaction weighs ``0.5 ** (age / half_life)``.
+
+    The age is counted back from the latest training timestamp. In ordinal-time logs (SASRec
+    files, where a timestamp is a position in the user's own sequence) users share no clock, so
+    the age is counted back from each user's own latest training interaction and
+    ``half_life_days`` is read as a number of interactions.
+    """
+
+    def __init__(self, n_items: int, half_life_days: float = 7.0):
+        if not half_life_days > 0:
+            raise ValueError(f"RecentPopular: half_life_days must be > 0, got {half_life_days}")
+        super().__init__(n_items)
+        self.half_life_days = half_life_days
+
+    def fit(self, split: Split) -> RecentPopular:
+        _check_catalog(self, split)
+        train = split.train
+        t = train["timestamp"].to_numpy(np.float64)
+        if split.log.ordinal_time:
+            log.info(
+                "%s: ordinal time; RecentPopular's half-life is %g interactions", split.log.name, self.half_life_days
+            )
+            age, half_life = train.groupby("user_id")["timestamp"].transform("max").to_numpy(np.float64) - t, 1.0
+        else:
+            age, half_life = t.max() - t, float(SECONDS_PER_DAY)
+        weights = 0.5 ** (age / (half_life * self.half_life_days))  # float64: old rows fade, they do not vanish early
+        popularity = np.bincount(train["item_id"].to_numpy(), weights=weights, minlength=self.n_items + 1)
+        self.popularity.copy_(torch.from_numpy(popularity))
+        return self._done()
+
+
+class ItemKNN(_Baseline):
+    """Item-item cosine similarity on the binary training matrix, pruned to each item's ``k`` nearest.
+
+    As RecBole's ItemKNN: ``sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i| |U_j|) + shrink)`` with no
+    self-similarity; target ``j`` keeps its ``k`` most similar items ``i``, and
+    ``score(u, j) = sum of sim(i, j) over the items i in u's history``. The pruned matrix is kept as
+    ``neighbors`` and ``weights``, both ``(n_items + 1, min(k, n_items))``: row ``j`` lists ``j``'s
+    neighbours (ascending id, weight 0 where ``j`` has fewer than ``k``).
+    """
+
+    def __init__(self, n_items: int, k: int = 100, shrink: float = 0.0):
+        if k < 1 or shrink < 0:
+            raise ValueError(f"ItemKNN: need k >= 1 and shrink >= 0, got k={k}, shrink={shrink}")
+        super().__init__(n_items)
+        self.k, self.shrink = k, shrink
+        width = min(k, n_items)
+        self.register_buffer("neighbors", torch.zeros(n_items + 1, width, dtype=torch.long))  # (n_items + 1, k)
+        self.register_buffer("weights", torch.zeros(n_items + 1, width))  # (n_items + 1, k)
+
+    def fit(self, split: Split) -> ItemKNN:
+        _check_catalog(self, split)
+        users, items = _binary_pairs(split)
+        norms = torch.from_numpy(np.sqrt(np.bincount(items, minlength=self.n_items + 1))).float()  # sqrt|U_i|
+        for start, gram in _gram_blocks(users, items, split.log.n_users, self.n_items):  # gram (n_items + 1, b)
+            targets = torch.arange(start, start + gram.shape[1])
+            sim = gram.div_((norms[:, None] * norms[targets] + self.shrink).clamp_min(1e-12))  # 0 for unseen items
+            sim[targets, torch.arange(len(targets))] = 0.0  # an item is not its own neighbour
+            weights, neighbors = sim.topk(self.neighbors.shape[1], dim=0)  # (k, b): each target's nearest
+            weights, neighbors = weights.T, neighbors.T  # (b, k)
+            neighbors, order = neighbors.sort(dim=1)  # ascending ids: the sparse matrix is born coalesced
+            self.neighbors[start : start + len(targets)].copy_(neighbors)  # copy_: the model may sit on a GPU
+            self.weights[start : start + len(targets)].copy_(weights.gather(1, order))
+        return self._done()
+
+    def similarity(self) -> torch.Tensor:
+        """The pruned similarity as a dense ``(n_items + 1, n_items + 1)`` matrix ``S[i, j] = sim(i, j)``."""
+        return self._pruned_by_target().to_dense().T
+
+    def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_fitted()
+        history = _multi_hot(batch["items"], self.n_items)  # sparse (B, n_items + 1)
+        # sparse x sparse: cost ~ history length x k per user, not catalog x k per batch
+        scores = torch.sparse.mm(history, self._by_neighbor()).to_dense()  # (B, n_items + 1)
+        return self.select(scores, items)
+
+    def _by_neighbor(self) -> torch.Tensor:
+        """Sparse ``S`` with ``S[i, j] = sim(i, j)``, built once per fitted state (the weights' version)."""
+        key = (self.weights.data_ptr(), self.weights._version, self.neighbors._version)
+        if getattr(self, "_cache_key", None) != key:
+            self._cache = self._pruned_by_target().t().coalesce()
+            self._cache_key = key
+        return self._cache
+
+    def _pruned_by_target(self) -> torch.Tensor:
+        """Sparse ``(n_items + 1, n_items + 1)`` with row ``j`` holding ``sim(i, j)`` at column ``i``."""
+        rows, width = self.neighbors.shape
+        targets = torch.arange(rows, device=self.neighbors.device).repeat_interleave(width)
+        index = torch.stack([targets, self.neighbors.flatten()])  # row-major and distinct: already coalesced
+        return torch.sparse_coo_tensor(
+            index, self.weights.flatten(), (rows, rows), is_coalesced=True, check_invariants=False
+        )
+
+
+class EASE(_Baseline):
+    """EASE (Steck 2019): item-item ridge regression with a zero diagonal, in closed form.
+
+    ``G = XᵀX + l2·I``, ``P = G⁻¹``, ``B = I − P / diag(P)`` (column ``j`` divided by ``P[j, j]``), so
+    ``diag(B) = 0``; ``score = x_u B``. ``weights`` holds ``B`` as a dense float32
+    ``(n_items + 1, n_items + 1)`` matrix; padding and untrained items get zero rows and columns.
+    """
+
+    def __init__(self, n_items: int, l2: float = 500.0):
+        if not l2 > 0:
+            raise ValueError(f"EASE: l2 must be > 0 (G must be invertible), got {l2}")
+        super().__init__(n_items)
+        self.l2 = l2
+        self.register_buffer("weights", torch.zeros(n_items + 1, n_items + 1))  # (n_items + 1, n_items + 1)
+
+    def fit(self, split: Split) -> EASE:
+        _check_catalog(self, split)
+        users, items = _binary_pairs(split)
+        dtype = torch.float64 if self.n_items <= EASE_FLOAT64_MAX_ITEMS else torch.float32
+        gram = torch.empty(self.n_items + 1, self.n_items + 1, dtype=dtype)  # G; padding acts as an unseen item
+        for start, block in _gram_blocks(users, items, split.log.n_users, self.n_items):
+            gram[:, start : start + block.shape[1]] = block
+        gram.diagonal().add_(self.l2)
+        factor = torch.linalg.cholesky(gram)
+        del gram
+        inverse = torch.cholesky_inverse(factor)  # P
+        del factor
+        inverse /= -inverse.diagonal().clone()  # B off the diagonal: -P[i, j] / P[j, j], in place to spare memory
+        inverse.diagonal().zero_()
+        self.weights.copy_(inverse)
+        return self._done()
+
+    def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_fitted()
+        history = _multi_hot(batch["items"], self.n_items)  # sparse (B, n_items + 1)
+        scores = torch.sparse.mm(history, self.weights)  # (B, n_items + 1); cost grows with history length only
+        return self.select(scores, items)
+
+
+def _check_catalog(model: FittedRecommender, split: Split) -> None:
+    if split.log.n_items != model.n_items:
+        raise ValueError(
+            f"{type(model).__name__} was built for n_items={model.n_items}, but split '{split.log.name}' "
+            f"has {split.log.n_items} items"
+        )
+
+
+def _binary_pairs(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (user, item) training pairs, sorted by item then user: the binary user×item matrix."""
+    width = split.log.n_users + 1
+    keys = np.unique(split.train["item_id"].to_numpy(np.int64) * width + split.train["user_id"].to_numpy(np.int64))
+    return keys % width, keys // width
+
+
+def _gram_blocks(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start, XᵀX[:, start:start + b])`` of the binary matrix as dense float32 blocks, ``(n_items + 1, b)``.
+
+    ``users`` and ``items`` are the matrix's nonzeros sorted by item; one block of columns at a time
+    keeps memory at a few hundred MB whatever the catalog size.
+    """
+    size = max(1, _BLOCK_ENTRIES // (max(n_users, n_items) + 1))
+    index = torch.from_numpy(np.stack([items, users]))
+    x_t = torch.sparse_coo_tensor(index, torch.ones(len(items)), (n_items + 1, n_users + 1), check_invariants=False)
+    x_t = x_t.coalesce()  # once here, not inside every product
+    bounds = np.searchsorted(items, np.arange(0, n_items + 1 + size, size))
+    for block, start in enumerate(range(0, n_items + 1, size)):
+        lo, hi = bounds[block], bounds[block + 1]
+        columns = torch.zeros(n_users + 1, min(size, n_items + 1 - start))  # X[:, start:start + b], dense
+        columns[torch.from_numpy(users[lo:hi]), torch.from_numpy(items[lo:hi] - start)] = 1.0
+        yield start, torch.sparse.mm(x_t, columns)
+
+
+def _multi_hot(items: torch.Tensor, n_items: int) -> torch.Tensor:
+    """A batch's histories ``(B, L)`` as a binary sparse COO ``(B, n_items + 1)``; padding is dropped, repeats count once."""
+    rows, positions = items.nonzero(as_tuple=True)
+    index = torch.unique(torch.stack([rows, items[rows, positions]]), dim=1)  # distinct (row, item) pairs
+    values = torch.ones(index.shape[1], device=items.device)
+    # coalesce() rather than is_coalesced=True: torch 2.13 builds a wrong CSR from unique()'s strided indices
+    return torch.sparse_coo_tensor(index, values, (len(items), n_items + 1), check_invariants=False).coalesce()
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """Mix int64 values below 2**32 into uniform 32-bit ones (Wang's hash); products stay below 2**63."""
+    for _ in range(2):
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & _MASK32
+    return (x >> 16) ^ x
