@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torchmetrics.functional import retrieval as tm
 
+from marquee.data.seen import SeenItems
 from marquee.evaluation.metrics import accuracy_metrics
 from marquee.evaluation.ranking import (
     NEG_INF,
@@ -32,6 +34,11 @@ class FixedScores(Recommender):
 
     def score(self, batch, items=None):
         return self.select(self.table[batch["user"]], items)
+
+
+def _seen(items_by_user: dict[int, list[int]], n_users: int, n_items: int) -> SeenItems:
+    rows = [(u, i) for u, items in items_by_user.items() for i in items]
+    return SeenItems.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id"]), n_users, n_items)
 
 
 def _batches(users: list[int], targets: list[list[int]], batch_size: int = 2):
@@ -134,14 +141,9 @@ def test_item_chunks_give_the_same_ranks_and_lists_as_the_full_catalog(item_chun
     model = FixedScores(table)
     users, targets = [1, 2, 3, 4, 5], [[3], [5, 7], [1], [20, 2, 9], [11]]
 
-    class Seen:  # user u has seen item u
-        def mask(self, users):
-            m = torch.zeros(len(users), 21, dtype=torch.bool)
-            m[torch.arange(len(users)), users] = True
-            return m
-
-    full = rank_users(model, _batches(users, targets), Seen(), k_max=5, progress=False)
-    chunked = rank_users(model, _batches(users, targets), Seen(), k_max=5, item_chunk=item_chunk, progress=False)
+    seen = _seen({u: [u] for u in range(1, 6)}, n_users=5, n_items=20)  # user u has seen item u
+    full = rank_users(model, _batches(users, targets), seen, k_max=5, progress=False)
+    chunked = rank_users(model, _batches(users, targets), seen, k_max=5, item_chunk=item_chunk, progress=False)
     np.testing.assert_array_equal(full.ranks, chunked.ranks)
     # lists may order tied items differently; their scores must agree position by position
     np.testing.assert_array_equal(np.take_along_axis(table[users].numpy(), full.top_items, 1),
@@ -158,10 +160,5 @@ def test_merge_top_k_keeps_the_best_across_chunks():
 
 def test_asking_for_more_items_than_remain_unseen_is_an_error():
     model = FixedScores(torch.rand(2, 4))
-
-    class SeenAll:
-        def mask(self, users):
-            return torch.ones(len(users), 4, dtype=torch.bool)
-
     with pytest.raises(ValueError, match="exceeds the number of unseen items"):
-        rank_users(model, _batches([1], [[1]]), SeenAll(), k_max=2, progress=False)
+        rank_users(model, _batches([1], [[1]]), _seen({1: [1, 2, 3]}, 1, 3), k_max=2, progress=False)

@@ -34,8 +34,8 @@ class SeenItems:
         counts = np.diff(self.indptr)
         return counts if users is None else counts[users]
 
-    def mask(self, users: torch.Tensor) -> torch.Tensor:
-        """Boolean ``(len(users), n_items + 1)`` mask, True where a user has seen the item; column 0 is padding."""
+    def pairs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, item) coordinates of every seen item of ``users`` (row = position in ``users``), on their device."""
         users_np = users.cpu().numpy()
         starts, ends = self.indptr[users_np], self.indptr[users_np + 1]
         lengths = ends - starts
@@ -43,6 +43,10 @@ class SeenItems:
         # flat positions of every seen item of every requested user, gathered without a Python loop
         offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         cols = self.indices[np.repeat(starts, lengths) + offsets]
-        out = torch.zeros(len(users_np), self.n_items + 1, dtype=torch.bool)
-        out[torch.from_numpy(rows), torch.from_numpy(cols)] = True
-        return out.to(users.device)
+        return torch.from_numpy(rows).to(users.device), torch.from_numpy(cols).to(users.device)
+
+    def mask(self, users: torch.Tensor) -> torch.Tensor:
+        """Boolean ``(len(users), n_items + 1)`` mask, True where a user has seen the item; column 0 is padding."""
+        out = torch.zeros(len(users), self.n_items + 1, dtype=torch.bool, device=users.device)
+        out[self.pairs(users)] = True
+        return out

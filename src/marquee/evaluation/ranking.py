@@ -89,6 +89,12 @@ def apply_mask(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return scores.masked_fill(mask, NEG_INF) if mask is not None else scores
 
 
+def _owned_float(scores: torch.Tensor) -> torch.Tensor:
+    """Float32 scores the ranking may overwrite: a view (an expanded row, a slice) is copied first."""
+    scores = scores.float()
+    return scores if scores._base is None and scores.is_contiguous() else scores.clone()
+
+
 def check_finite_top(top_scores: torch.Tensor, k_max: int) -> None:
     """Refuse NaN scores (topk puts NaN first, so the list shows them) and lists padded with masked items."""
     if torch.isnan(top_scores).any():
@@ -132,17 +138,20 @@ def rank_users(
         for batch in tqdm(loader, desc="ranking", unit="batch", disable=not progress, leave=False):
             batch = {k: v.to(device) for k, v in batch.items()}
             users, targets = batch["user"], batch["targets"]
-            mask = seen.mask(users) if seen is not None else torch.zeros(len(users), n_items + 1, dtype=torch.bool,
-                                                                        device=device)
-            mask[:, 0] = True  # padding is never an item
             if item_chunk is None or item_chunk >= n_items:
-                scores = apply_mask(model.score(batch), mask)  # (B, N + 1)
+                scores = _owned_float(model.score(batch))  # (B, N + 1)
+                scores[:, 0] = NEG_INF  # padding is never an item
+                if seen is not None:  # scattering -inf costs the seen items, a boolean mask the whole catalog
+                    scores.index_put_(seen.pairs(users), torch.tensor(NEG_INF, device=scores.device))
                 top_scores, top = scores.topk(k_max, dim=1)
                 check_finite_top(top_scores, k_max)
                 ranks = ranks_from_top(scores, targets, top_scores)
                 if sampler is not None:
-                    out["sampled"].append(sampler(scores, mask, targets).cpu())
+                    out["sampled"].append(sampler(scores, scores == NEG_INF, targets).cpu())
             else:
+                mask = seen.mask(users) if seen is not None else torch.zeros(len(users), n_items + 1, dtype=torch.bool,
+                                                                            device=device)
+                mask[:, 0] = True  # padding is never an item
                 ranks, top_scores, top = _rank_in_item_chunks(model, batch, mask, targets, k_max, item_chunk)
                 check_finite_top(top_scores, k_max)
             out["users"].append(users.cpu())

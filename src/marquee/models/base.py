@@ -13,7 +13,9 @@ class Recommender(nn.Module):
 
     ``score(batch, items=None)`` returns ``(B, n_items + 1)`` scores over the whole catalog (column 0
     is padding and is ignored), or, given candidate ``items`` as a ``(C,)`` tensor shared by the
-    batch or a ``(B, C)`` tensor per row, ``(B, C)`` scores for those. ``batch`` is what
+    batch or a ``(B, C)`` tensor per row, ``(B, C)`` scores for those. The returned tensor belongs to
+    the caller, who may overwrite it (the evaluator writes -inf over seen items): never return a
+    buffer of the model itself; views are copied. ``batch`` is what
     :class:`marquee.data.datasets.EvaluationUsers` yields: ``user`` (B,), the left-padded history
     ``items`` (B, L) with its side features, and the target context (``target_hour`` ...).
     """
