@@ -58,3 +58,21 @@ def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("MARQUEE_DATA_DIR", str(tmp_path))
     cfg = _compose([f"paths.output_dir={tmp_path}"])
     assert cfg.data.source.root == f"{tmp_path}/ml-100k"
+
+
+@pytest.mark.parametrize("model", _options("model"))
+def test_model_configs_build_recommenders(model, tmp_path):
+    from marquee.models.base import Recommender
+
+    cfg = _compose([f"model={model}", f"paths.output_dir={tmp_path}"])
+    assert isinstance(instantiate(cfg.model, n_items=10), Recommender)
+
+
+@pytest.mark.parametrize("datamodule", _options("datamodule"))
+def test_datamodule_and_evaluation_configs_instantiate(datamodule, tmp_path):
+    from marquee.evaluation.evaluator import Evaluator
+
+    cfg = _compose([f"datamodule={datamodule}", f"paths.output_dir={tmp_path}"])
+    assert callable(instantiate(cfg.datamodule))  # a partial, completed with the split at run time
+    evaluator = instantiate(cfg.evaluation)
+    assert isinstance(evaluator, Evaluator) and evaluator.seen == "mask" and evaluator.ks == [10, 20, 50]

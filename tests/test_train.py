@@ -67,3 +67,47 @@ def test_a_bad_override_fails_with_a_message_naming_it(shared_data, tmp_path):
     done = _run(tmp_path, "data.filters.dedup=sometimes")
     assert done.returncode != 0
     assert "filters.dedup must be one of" in done.stderr
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("model", ["pop", "ease"])
+def test_train_then_eval_reproduces_the_test_metrics(shared_data, tmp_path, model):
+    done = _run(tmp_path, f"model={model}", "evaluation.n_boot=200")
+    assert done.returncode == 0, done.stderr
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    trained = _metrics(run_dir)
+    for key in ("val/ndcg@10", "test/ndcg@10", "test/ndcg@10_ci_low", "test/ndcg@10_ci_high", "test/recall@10",
+                "test/recall@50", "test/coverage@10", "train/fit_seconds"):
+        assert key in trained, key
+    assert trained["test/n_users"] == 943
+    per_user = pd.read_parquet(run_dir / "per_user_test.parquet")
+    assert per_user["ndcg@10"].mean() == pytest.approx(trained["test/ndcg@10"])
+
+    cmd = [sys.executable, "-m", "marquee.eval", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval",
+           "evaluation.n_boot=200"]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    evaluated = _metrics(Path(again.stdout.strip().splitlines()[-1]))
+    for key, value in trained.items():
+        if key.startswith("test/") and not key.endswith("seconds"):
+            assert evaluated[key] == value, key
+
+
+def test_ease_beats_popularity_on_ml100k(shared_data, tmp_path):
+    runs = {m: _run(tmp_path / m, f"model={m}", "evaluation.n_boot=200", "stages=[test]") for m in ("pop", "ease")}
+    ndcg = {m: _metrics(Path(r.stdout.strip().splitlines()[-1])) for m, r in runs.items()}
+    assert ndcg["ease"]["test/ndcg@10_ci_low"] > ndcg["pop"]["test/ndcg@10_ci_high"]
+
+
+def test_eval_refuses_a_run_whose_data_changed(shared_data, tmp_path):
+    done = _run(tmp_path, "model=pop", "evaluation.n_boot=10", "stages=[test]")
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    record = json.loads((run_dir / "run.json").read_text())
+    record["config"]["data"]["filters"]["user_core"] = 30  # as if the data had been filtered differently
+    (run_dir / "run.json").write_text(json.dumps(record))
+    cmd = [sys.executable, "-m", "marquee.eval", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path}/eval"]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode != 0 and "the data changed" in again.stderr

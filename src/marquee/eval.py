@@ -30,7 +30,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if split.log.fingerprint != payload["data_fingerprint"]:
         raise ValueError(f"the data changed since '{run_dir}' was trained: fingerprint {split.log.fingerprint[:16]} "
                          f"!= {payload['data_fingerprint'][:16]}")
-    datamodule = instantiate(trained.datamodule, split=split)
+    datamodule = instantiate(trained.datamodule)(split=split)
     evaluator = instantiate(cfg.evaluation)
     output_dir = Path(cfg.paths.output_dir)
     metrics: dict[str, float] = {}

@@ -36,7 +36,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         return {}
 
     model = instantiate(cfg.model, n_items=split.log.n_items)
-    datamodule = instantiate(cfg.datamodule, split=split)
+    datamodule = instantiate(cfg.datamodule)(split=split)
     if not isinstance(model, FittedRecommender):
         raise NotImplementedError(f"{type(model).__name__}: gradient-trained models are not wired in yet")
     started = time.perf_counter()
