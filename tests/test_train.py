@@ -96,10 +96,18 @@ def test_train_then_eval_reproduces_the_test_metrics(shared_data, tmp_path, mode
             assert evaluated[key] == value, key
 
 
-def test_ease_beats_popularity_on_ml100k(shared_data, tmp_path):
+def test_ease_beats_popularity_on_ml100k_in_the_paired_readout(shared_data, tmp_path):
+    from marquee.compare import main as compare
+
     runs = {m: _run(tmp_path / m, f"model={m}", "evaluation.n_boot=200", "stages=[test]") for m in ("pop", "ease")}
-    ndcg = {m: _metrics(Path(r.stdout.strip().splitlines()[-1])) for m, r in runs.items()}
+    dirs = {m: Path(r.stdout.strip().splitlines()[-1]) for m, r in runs.items()}
+    ndcg = {m: _metrics(d) for m, d in dirs.items()}
     assert ndcg["ease"]["test/ndcg@10_ci_low"] > ndcg["pop"]["test/ndcg@10_ci_high"]
+    table = compare([str(dirs["pop"]), str(dirs["ease"]), "--out", str(tmp_path / "ab.csv")])
+    row = table.loc["ndcg@10"]
+    assert row["diff"] == pytest.approx(ndcg["ease"]["test/ndcg@10"] - ndcg["pop"]["test/ndcg@10"])
+    assert row["diff_low"] > 0 and row["p_ttest"] < 0.01 and row["n_users"] == 943
+    assert pd.read_csv(tmp_path / "ab.csv", index_col=0).loc["ndcg@10", "diff"] == pytest.approx(row["diff"])
 
 
 def test_eval_refuses_a_run_whose_data_changed(shared_data, tmp_path):
