@@ -231,6 +231,17 @@ def test_candidate_scores_are_the_columns_of_full_scores(model_class, params, to
     torch.testing.assert_close(model.score(batch, per_row), full.gather(1, per_row))
 
 
+def test_itemknn_sparse_similarity_for_large_catalogs_scores_like_the_dense_one(toy_split, monkeypatch):
+    model = ItemKNN(toy_split.log.n_items, k=3).fit(toy_split)
+    batch = _eval_batch(toy_split)
+    dense = model.score(batch)
+    monkeypatch.setattr(baselines, "DENSE_SIMILARITY_MAX_ITEMS", 0)
+    sparse_model = ItemKNN(toy_split.log.n_items, k=3)
+    sparse_model.load_state_dict(model.state_dict())
+    assert sparse_model._by_neighbor().layout == torch.sparse_coo
+    torch.testing.assert_close(sparse_model.score(batch), dense)
+
+
 def test_fit_checks_the_catalog_size(toy_split):
     with pytest.raises(ValueError, match="n_items=3"):
         EASE(3).fit(toy_split)

@@ -23,6 +23,8 @@ SECONDS_PER_DAY = 86_400
 _MASK32 = 0xFFFFFFFF
 # dense float32 Gram blocks of about this many entries bound memory while fitting ItemKNN and EASE
 _BLOCK_ENTRIES = 1 << 26
+# ItemKNN keeps a dense similarity cache up to this many items (400 MB), sparse above
+DENSE_SIMILARITY_MAX_ITEMS = 10_000
 # EASE inverts in float64 up to this many items; above it float32 (the ridge keeps G well conditioned)
 EASE_FLOAT64_MAX_ITEMS = 10_000
 
@@ -160,16 +162,20 @@ class ItemKNN(_Baseline):
 
     def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor | None = None) -> torch.Tensor:
         self._check_fitted()
-        history = _multi_hot(batch["items"], self.n_items)  # sparse (B, n_items + 1)
-        # sparse x sparse: cost ~ history length x k per user, not catalog x k per batch
-        scores = torch.sparse.mm(history, self._by_neighbor()).to_dense()  # (B, n_items + 1)
+        history = _multi_hot(batch["items"], self.n_items)  # sparse CSR (B, n_items + 1)
+        similarity = self._by_neighbor()
+        if similarity.layout == torch.strided:
+            return self.select(torch.sparse.mm(history, similarity), items)  # (B, n_items + 1)
+        # large catalogs: sparse x sparse, cost ~ history length x k per user rather than the catalog
+        scores = torch.sparse.mm(history.to_sparse_coo(), similarity).to_dense()  # (B, n_items + 1)
         return self.select(scores, items)
 
     def _by_neighbor(self) -> torch.Tensor:
-        """Sparse ``S`` with ``S[i, j] = sim(i, j)``, built once per fitted state (the weights' version)."""
+        """``S`` with ``S[i, j] = sim(i, j)``, dense up to 10k items (faster there), else sparse; cached per fit."""
         key = (self.weights.data_ptr(), self.weights._version, self.neighbors._version)
         if getattr(self, "_cache_key", None) != key:
-            self._cache = self._pruned_by_target().t().coalesce()
+            pruned = self._pruned_by_target().t().coalesce()
+            self._cache = pruned.to_dense() if self.n_items <= DENSE_SIMILARITY_MAX_ITEMS else pruned
             self._cache_key = key
         return self._cache
 
@@ -217,7 +223,7 @@ class EASE(_Baseline):
 
     def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor | None = None) -> torch.Tensor:
         self._check_fitted()
-        history = _multi_hot(batch["items"], self.n_items)  # sparse (B, n_items + 1)
+        history = _multi_hot(batch["items"], self.n_items)  # sparse CSR (B, n_items + 1)
         scores = torch.sparse.mm(history, self.weights)  # (B, n_items + 1); cost grows with history length only
         return self.select(scores, items)
 
@@ -258,12 +264,16 @@ def _gram_blocks(
 
 
 def _multi_hot(items: torch.Tensor, n_items: int) -> torch.Tensor:
-    """A batch's histories ``(B, L)`` as a binary sparse COO ``(B, n_items + 1)``; padding is dropped, repeats count once."""
-    rows, positions = items.nonzero(as_tuple=True)
-    index = torch.unique(torch.stack([rows, items[rows, positions]]), dim=1)  # distinct (row, item) pairs
-    values = torch.ones(index.shape[1], device=items.device)
-    # coalesce() rather than is_coalesced=True: torch 2.13 builds a wrong CSR from unique()'s strided indices
-    return torch.sparse_coo_tensor(index, values, (len(items), n_items + 1), check_invariants=False).coalesce()
+    """A batch's histories ``(B, L)`` as a binary sparse CSR ``(B, n_items + 1)``; padding is dropped, repeats count once."""
+    width = n_items + 1
+    present = items > 0
+    rows = torch.arange(len(items), device=items.device).repeat_interleave(present.sum(1))
+    keys, _ = torch.sort(rows * width + items[present])  # (nnz,) row-major, so CSR needs no further sort
+    keys = keys[torch.cat([keys.new_ones(min(len(keys), 1), dtype=torch.bool), keys[1:] != keys[:-1]])]  # distinct
+    crow = torch.zeros(len(items) + 1, dtype=torch.long, device=items.device)
+    crow[1:] = torch.cumsum(torch.bincount(keys // width, minlength=len(items)), 0)
+    values = torch.ones(len(keys), device=items.device)
+    return torch.sparse_csr_tensor(crow, keys % width, values, (len(items), width))
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:
