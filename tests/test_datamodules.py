@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from marquee.data.datamodules import PairDataModule, SequenceDataModule
@@ -111,3 +112,15 @@ def test_a_target_repeated_in_the_test_period_counts_once():
     split = TemporalSplit(val_start=5, test_start=10)(make_log(rows))
     batch = next(iter(SequenceDataModule(split, max_len=3).test_dataloader()))
     assert batch["targets"].tolist() == [[2, 3]]
+
+
+def test_train_only_evaluation_history_leaves_out_validation_rows_but_not_the_mask():
+    rows = [(1, i, i * HOUR) for i in range(1, 6)]
+    split = LeaveOneOut()(make_log(rows))
+    visible = next(iter(PairDataModule(split).test_dataloader()))
+    train_only = PairDataModule(split, eval_history="train")
+    batch = next(iter(train_only.test_dataloader()))
+    assert visible["items"].tolist() == [[1, 2, 3, 4]] and batch["items"].tolist() == [[1, 2, 3]]
+    assert sorted(train_only.seen("test").items_of(1)) == [1, 2, 3, 4]  # the validation item is still masked
+    with pytest.raises(ValueError, match="eval_history"):
+        PairDataModule(split, eval_history="future")

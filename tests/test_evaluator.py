@@ -107,3 +107,10 @@ def test_bad_settings_are_refused():
         Evaluator(seen="sometimes")
     with pytest.raises(ValueError, match="ks must be"):
         Evaluator(ks=[0, 10])
+
+
+def test_an_unknown_slice_column_is_refused_before_any_ranking(ml100k_split):
+    split = ml100k_split
+    model = Memorizer(split.log.n_items, split.history("test"), split.log.n_users)
+    with pytest.raises(ValueError, match=r"no user metadata column\(s\) \['shoe_size'\]; have \['age', 'gender'"):
+        _evaluate(model, split, user_meta_slices=["shoe_size"])

@@ -14,10 +14,19 @@ from marquee.data.splits import Split
 
 
 class EvaluationDataModule(pl.LightningDataModule):
-    """Evaluation loaders and catalog facts shared by every marquee DataModule."""
+    """Evaluation loaders and catalog facts shared by every marquee DataModule.
 
-    def __init__(self, split: Split, max_len: int | None, batch_size: int, eval_batch_size: int, num_workers: int, seed: int):
+    ``eval_history`` says what a model reads when predicting a stage: ``visible`` (default), all
+    rows before that stage's targets (train, and for test the validation rows too); ``train``, the
+    training rows only, as RecBole's general recommenders do. Masking follows the split either way.
+    """
+
+    def __init__(self, split: Split, max_len: int | None, batch_size: int, eval_batch_size: int, num_workers: int,
+                 seed: int, eval_history: str = "visible"):
         super().__init__()
+        if eval_history not in ("visible", "train"):
+            raise ValueError(f"eval_history must be 'visible' or 'train', got {eval_history!r}")
+        self.eval_history = eval_history
         self.split = split
         self.max_len, self.batch_size, self.eval_batch_size = max_len, batch_size, eval_batch_size
         self.num_workers, self.seed = num_workers, seed
@@ -37,8 +46,8 @@ class EvaluationDataModule(pl.LightningDataModule):
 
     def evaluation_users(self, stage: str) -> EvaluationUsers:
         if stage not in self._eval:
-            n_users = self.split.log.n_users
-            self._eval[stage] = EvaluationUsers(self.split.history(stage), self.split.targets(stage), n_users, self.max_len)
+            history = self.split.history(stage) if self.eval_history == "visible" else self.split.train
+            self._eval[stage] = EvaluationUsers(history, self.split.targets(stage), self.split.log.n_users, self.max_len)
         return self._eval[stage]
 
     def eval_dataloader(self, stage: str) -> DataLoader:
@@ -79,8 +88,9 @@ class SequenceDataModule(EvaluationDataModule):
         windows: str = "last",
         num_workers: int = 0,
         seed: int = 0,
+        eval_history: str = "visible",
     ):
-        super().__init__(split, max_len, batch_size, eval_batch_size, num_workers, seed)
+        super().__init__(split, max_len, batch_size, eval_batch_size, num_workers, seed, eval_history)
         self.windows = windows
         self._train: SequenceWindows | None = None
 
@@ -117,8 +127,9 @@ class PairDataModule(EvaluationDataModule):
         max_len: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        eval_history: str = "visible",
     ):
-        super().__init__(split, max_len, batch_size, eval_batch_size, num_workers, seed)
+        super().__init__(split, max_len, batch_size, eval_batch_size, num_workers, seed, eval_history)
         self._train: InteractionPairs | None = None
 
     @property

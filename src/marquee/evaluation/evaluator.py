@@ -84,6 +84,10 @@ class Evaluator:
                  device: torch.device | str = "cpu") -> Evaluation:
         """Evaluate ``model`` on ``stage`` ('val' or 'test') of the datamodule's split."""
         split = datamodule.split
+        missing = [c for c in self.user_meta_slices if c not in split.log.user_meta]
+        if missing:  # checked before ranking, not after it
+            raise ValueError(f"evaluation.user_meta_slices: no user metadata column(s) {missing}; "
+                             f"have {list(split.log.user_meta.columns)}")
         seen = datamodule.seen(stage)
         sampler = None
         if self.sampled:
@@ -117,9 +121,6 @@ class Evaluator:
         frame["activity"] = activity_buckets(seen.count(ranked.users))
         frame["popularity"] = popularity_buckets(split.item_counts)[ranked.targets[:, 0]]
         for column in self.user_meta_slices:
-            if column not in split.log.user_meta:
-                raise ValueError(f"evaluation.user_meta_slices: no user metadata column {column!r}; "
-                                 f"have {list(split.log.user_meta.columns)}")
             frame[column] = metadata_labels(split.log.user_meta[column].reindex(ranked.users))
         return frame
 

@@ -273,7 +273,8 @@ def _multi_hot(items: torch.Tensor, n_items: int) -> torch.Tensor:
     crow = torch.zeros(len(items) + 1, dtype=torch.long, device=items.device)
     crow[1:] = torch.cumsum(torch.bincount(keys // width, minlength=len(items)), 0)
     values = torch.ones(len(keys), device=items.device)
-    return torch.sparse_csr_tensor(crow, keys % width, values, (len(items), width))
+    # built sorted and distinct above, so the invariant check would only cost time
+    return torch.sparse_csr_tensor(crow, keys % width, values, (len(items), width), check_invariants=False)
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:
