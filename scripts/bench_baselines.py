@@ -128,7 +128,8 @@ def render() -> None:
         "",
         "Reproduce: `python scripts/bench_baselines.py` (RecBole's venv: `bash scripts/recbole_setup.sh`).",
         f"Runs {', '.join(f'`{run}` ({name})' for name, run in run_of.items())} on "
-        f"{next(iter(ours.values()))['machine']}; within a data set both frameworks ran in the same run.",
+        f"{next(iter(ours.values()))['machine']}; within a run the two frameworks ran one after the other on",
+        "the same otherwise idle machine (a run cut short is finished with `--resume`, which keeps what it had).",
         "Confidence intervals: 95% percentile bootstrap over users (1,000 resamples).",
         "",
     ]
