@@ -31,14 +31,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"the data changed since '{run_dir}' was trained: fingerprint {split.log.fingerprint[:16]} "
                          f"!= {payload['data_fingerprint'][:16]}")
     datamodule = instantiate(trained.datamodule)(split=split)
-    evaluator = instantiate(cfg.evaluation)
     output_dir = Path(cfg.paths.output_dir)
-    metrics: dict[str, float] = {}
-    for stage in cfg.stages:
-        result = evaluator.evaluate(model, datamodule, stage)
-        result.save(output_dir)
-        metrics.update(result.metrics)
-        print(result.table())
+    metrics = instantiate(cfg.evaluation).evaluate_stages(model, datamodule, list(cfg.stages), output_dir)
     write_json({"evaluated_run": str(run_dir.resolve()), "stages": list(cfg.stages)}, output_dir / "eval.json")
     print(output_dir.resolve())
     return metrics

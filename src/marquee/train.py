@@ -44,12 +44,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {"train/fit_seconds": time.perf_counter() - started}
     save_model(model, cfg.model, output_dir / "checkpoints", data_fingerprint=split.log.fingerprint)
 
-    evaluator = instantiate(cfg.evaluation)
-    for stage in cfg.stages:
-        result = evaluator.evaluate(model, datamodule, stage)
-        result.save(output_dir)
-        metrics.update(result.metrics)
-        print(result.table())
+    metrics.update(instantiate(cfg.evaluation).evaluate_stages(model, datamodule, list(cfg.stages), output_dir))
     update_json(metrics, output_dir / "metrics.json")
     print(output_dir.resolve())
     return metrics

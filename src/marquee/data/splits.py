@@ -37,6 +37,7 @@ class Split:
     strategy: str
     val_fold_in: pd.DataFrame = field(default_factory=pd.DataFrame)
     test_fold_in: pd.DataFrame = field(default_factory=pd.DataFrame)
+    _seen: dict[str, SeenItems] = field(default_factory=dict, init=False, repr=False)
 
     def targets(self, stage: str) -> pd.DataFrame:
         """The rows to predict at ``stage`` ('val' or 'test')."""
@@ -51,8 +52,10 @@ class Split:
         return pd.concat(parts).sort_values(["user_id", "timestamp"], kind="stable") if len(parts) > 1 else parts[0]
 
     def seen(self, stage: str) -> SeenItems:
-        """Per user, the items already seen before ``stage``'s targets (to be masked in ranking)."""
-        return SeenItems.from_frame(self.history(stage), self.log.n_users, self.log.n_items)
+        """Per user, the items already seen before ``stage``'s targets (to be masked in ranking); built once."""
+        if stage not in self._seen:
+            self._seen[stage] = SeenItems.from_frame(self.history(stage), self.log.n_users, self.log.n_items)
+        return self._seen[stage]
 
     @cached_property
     def item_counts(self) -> np.ndarray:

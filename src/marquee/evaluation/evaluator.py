@@ -41,7 +41,7 @@ class Evaluation:
         write_parquet(self.per_user.reset_index(), run_dir / f"per_user_{self.stage}.parquet")
         return update_json(self.metrics, run_dir / "metrics.json")
 
-    def table(self, ks: list[int] | None = None) -> str:
+    def table(self) -> str:
         """The main metrics with their confidence intervals, one per line."""
         rows = []
         for key, value in self.metrics.items():
@@ -79,6 +79,17 @@ class Evaluator:
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"evaluation.ks must be positive integers, got {self.ks}")
         self.ks = sorted(int(k) for k in self.ks)
+
+    def evaluate_stages(self, model: Recommender, datamodule: EvaluationDataModule, stages: list[str],
+                        output_dir: str | Path) -> dict[str, float]:
+        """Evaluate each stage, save its files into ``output_dir``, print its table; return all metrics."""
+        metrics: dict[str, float] = {}
+        for stage in stages:
+            result = self.evaluate(model, datamodule, stage)
+            result.save(output_dir)
+            metrics.update(result.metrics)
+            print(result.table())
+        return metrics
 
     def evaluate(self, model: Recommender, datamodule: EvaluationDataModule, stage: str = "test",
                  device: torch.device | str = "cpu") -> Evaluation:
