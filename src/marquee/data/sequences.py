@@ -51,9 +51,6 @@ class UserSequences:
         indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=n_users + 1))])
         return cls(indptr, frame["item_id"].to_numpy(np.int64), feature_arrays(frame))
 
-    def length(self, user: int) -> int:
-        return int(self.indptr[user + 1] - self.indptr[user])
-
     def windows(self, starts: np.ndarray, ends: np.ndarray, width: int | None = None, left: bool = True
                 ) -> dict[str, np.ndarray]:
         """Rows ``starts[b]:ends[b]`` (flat positions) of each window b as ``(B, width)`` arrays, zero-padded.

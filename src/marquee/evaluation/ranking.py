@@ -35,7 +35,11 @@ def column_ranks(scores: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
 
 
 def pessimistic_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Ranks (1-based) of ``targets`` (B, T) among full-catalog ``scores`` (B, N + 1); 0 where the target is padding."""
+    """Ranks (1-based) of ``targets`` (B, T) among full-catalog ``scores`` (B, N + 1); 0 where the target is padding.
+
+    The tie rule by its definition, counted over the whole catalog: the reference that the fast
+    :func:`ranks_from_top` is tested against.
+    """
     return column_ranks(scores, targets).masked_fill(targets == 0, 0)
 
 
