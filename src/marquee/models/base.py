@@ -43,3 +43,14 @@ class FittedRecommender(Recommender):
     def fit(self, split: Split) -> FittedRecommender:
         """Learn from ``split.train`` only; return self."""
         raise NotImplementedError
+
+
+class TrainableRecommender(Recommender):
+    """A model trained by gradient descent; :class:`marquee.training.module.RecommenderModule` drives it.
+
+    ``training_loss(batch)`` returns a scalar loss for one batch of the configured datamodule's
+    ``train_dataloader`` (or a dict with a ``loss`` entry and other scalars to log).
+    """
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
+        raise NotImplementedError
