@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--log-dir", type=Path, default=Path("/work/recbole-logs"))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: on a shared 2-core machine two threads spin against other work)")
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv too
 
@@ -173,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import recbole
     import torch
+
+    torch.set_num_threads(args.threads)
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, get_trainer, init_seed
 

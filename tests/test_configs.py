@@ -64,7 +64,7 @@ def test_data_dir_follows_the_environment(monkeypatch, tmp_path):
 def test_model_configs_build_recommenders(model, tmp_path):
     from marquee.models.base import Recommender
 
-    cfg = _compose([f"model={model}", f"paths.output_dir={tmp_path}"])
+    cfg = _compose([f"model={model}", "datamodule=sequences", f"paths.output_dir={tmp_path}"])
     assert isinstance(instantiate(cfg.model, n_items=10), Recommender)
 
 

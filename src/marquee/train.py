@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from marquee.checkpoint import save_model
 from marquee.config_dir import CONFIG_DIR
 from marquee.data.atomic import update_json, write_json
 from marquee.data.pipeline import prepare_split
 from marquee.data.summary import format_table, split_summary
-from marquee.models.base import FittedRecommender
 from marquee.run_record import write_run_record
+from marquee.training.fit import train_model
 
 log = logging.getLogger(__name__)
+
+
+def report_to_trackers(loggers: list, metrics: dict[str, float]) -> None:
+    """Send the final metrics (slices left to metrics.json) to every tracker, then close the trackers."""
+    final = {k: v for k, v in metrics.items() if "/slice/" not in k}
+    for logger in loggers:
+        logger.log_metrics(final)
+        logger.finalize("success")
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Load and split the data, record the run; with a model, fit it and evaluate every configured stage."""
     pl.seed_everything(cfg.seed, workers=True)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(cfg.torch_threads)
     output_dir = Path(cfg.paths.output_dir)
     split = prepare_split(cfg.data)
     summary = split_summary(split)
@@ -35,16 +44,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         print(output_dir.resolve())
         return {}
 
-    model = instantiate(cfg.model, n_items=split.log.n_items)
     datamodule = instantiate(cfg.datamodule)(split=split)
-    if not isinstance(model, FittedRecommender):
-        raise NotImplementedError(f"{type(model).__name__}: gradient-trained models are not wired in yet")
-    started = time.perf_counter()
-    model.fit(split)
-    metrics: dict[str, float] = {"train/fit_seconds": time.perf_counter() - started}
-    save_model(model, cfg.model, output_dir / "checkpoints", data_fingerprint=split.log.fingerprint)
-
+    model, metrics, loggers = train_model(cfg, cfg.model, datamodule, split, output_dir)
     metrics.update(instantiate(cfg.evaluation).evaluate_stages(model, datamodule, list(cfg.stages), output_dir))
+    report_to_trackers(loggers, metrics)
     update_json(metrics, output_dir / "metrics.json")
     print(output_dir.resolve())
     return metrics

@@ -5,12 +5,33 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
 
 from marquee.data.datasets import EvaluationUsers, InteractionPairs, SequenceWindows, to_tensors
 from marquee.data.seen import SeenItems
 from marquee.data.sequences import UserSequences
 from marquee.data.splits import Split
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation of ``range(n)`` that depends only on ``seed`` and the epoch (Lightning calls ``set_epoch``).
+
+    RandomSampler with a generator continues that generator's stream, so a run resumed from a checkpoint
+    (or any extra ``iter()``) would see other batches than an uninterrupted one; this one cannot.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
 class EvaluationDataModule(pl.LightningDataModule):
@@ -72,8 +93,10 @@ class EvaluationDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")
 
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed + (self.trainer.current_epoch if self.trainer else 0))
+    def _shuffle(self, n: int) -> EpochShuffle:
+        sampler = EpochShuffle(n, self.seed)
+        sampler.set_epoch(self.trainer.current_epoch if self.trainer else 0)
+        return sampler
 
 
 class SequenceDataModule(EvaluationDataModule):
@@ -105,8 +128,7 @@ class SequenceDataModule(EvaluationDataModule):
         return DataLoader(
             self.train_windows,
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=self._generator(),
+            sampler=self._shuffle(len(self.train_windows)),
             num_workers=self.num_workers,
             collate_fn=to_tensors,
             drop_last=False,
@@ -140,6 +162,6 @@ class PairDataModule(EvaluationDataModule):
 
     def train_dataloader(self) -> DataLoader:
         pairs = self.train_pairs
-        sampler = BatchSampler(RandomSampler(pairs, generator=self._generator()), self.batch_size, drop_last=False)
+        sampler = BatchSampler(self._shuffle(len(pairs)), self.batch_size, drop_last=False)
         # batch_size=None: the sampler's index lists go to the dataset whole
         return DataLoader(pairs, sampler=sampler, batch_size=None, num_workers=self.num_workers)

@@ -135,33 +135,18 @@ def rank_users(
     size. ``sampler(scores, mask, targets)`` returns target ranks among sampled negatives, for
     the sampled metrics (full-catalog scoring only).
     """
-    n_items = model.n_items
     out: dict[str, list[torch.Tensor]] = {"users": [], "targets": [], "ranks": [], "top": [], "sampled": []}
     model.eval()
     with torch.inference_mode():
         for batch in tqdm(loader, desc="ranking", unit="batch", disable=not progress, leave=False):
             batch = {k: v.to(device) for k, v in batch.items()}
-            users, targets = batch["user"], batch["targets"]
-            if item_chunk is None or item_chunk >= n_items:
-                scores = _owned_float(model.score(batch))  # (B, N + 1)
-                scores[:, 0] = NEG_INF  # padding is never an item
-                if seen is not None:  # scattering -inf costs the seen items, a boolean mask the whole catalog
-                    scores.index_put_(seen.pairs(users), torch.tensor(NEG_INF, device=scores.device))
-                top_scores, top = scores.topk(k_max, dim=1)
-                check_finite_top(top_scores, k_max)
-                ranks = ranks_from_top(scores, targets, top_scores)
-                if sampler is not None:
-                    out["sampled"].append(sampler(scores, scores == NEG_INF, targets).cpu())
-            else:
-                mask = seen.mask(users) if seen is not None else torch.zeros(len(users), n_items + 1, dtype=torch.bool,
-                                                                            device=device)
-                mask[:, 0] = True  # padding is never an item
-                ranks, top_scores, top = _rank_in_item_chunks(model, batch, mask, targets, k_max, item_chunk)
-                check_finite_top(top_scores, k_max)
-            out["users"].append(users.cpu())
-            out["targets"].append(targets.cpu())
+            ranks, top, sampled = rank_batch(model, batch, seen, k_max, item_chunk, sampler)
+            out["users"].append(batch["user"].cpu())
+            out["targets"].append(batch["targets"].cpu())
             out["ranks"].append(ranks.cpu())
             out["top"].append(top.cpu())
+            if sampled is not None:
+                out["sampled"].append(sampled.cpu())
     return RankedUsers(
         users=torch.cat(out["users"]).numpy(),
         targets=_cat_right_padded(out["targets"]),
@@ -169,6 +154,41 @@ def rank_users(
         top_items=torch.cat(out["top"]).numpy(),
         sampled_ranks=_cat_right_padded(out["sampled"]) if out["sampled"] else None,
     )
+
+
+def rank_batch(
+    model: Recommender,
+    batch: dict[str, torch.Tensor],
+    seen: SeenItems | None,
+    k_max: int,
+    item_chunk: int | None = None,
+    sampler: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One user batch: target ranks (B, T), top-k_max items (B, k_max) and sampled ranks (or None).
+
+    Call under ``torch.inference_mode()`` with the model in eval mode (as :func:`rank_users` and
+    validation during training do).
+    """
+    users, targets = batch["user"], batch["targets"]
+    n_items = model.n_items
+    sampled = None
+    if item_chunk is None or item_chunk >= n_items:
+        scores = _owned_float(model.score(batch))  # (B, N + 1)
+        scores[:, 0] = NEG_INF  # padding is never an item
+        if seen is not None:  # scattering -inf costs the seen items, a boolean mask the whole catalog
+            scores.index_put_(seen.pairs(users), torch.tensor(NEG_INF, device=scores.device))
+        top_scores, top = scores.topk(k_max, dim=1)
+        check_finite_top(top_scores, k_max)
+        ranks = ranks_from_top(scores, targets, top_scores)
+        if sampler is not None:
+            sampled = sampler(scores, scores == NEG_INF, targets)
+    else:
+        mask = seen.mask(users) if seen is not None else torch.zeros(len(users), n_items + 1, dtype=torch.bool,
+                                                                    device=targets.device)
+        mask[:, 0] = True  # padding is never an item
+        ranks, top_scores, top = _rank_in_item_chunks(model, batch, mask, targets, k_max, item_chunk)
+        check_finite_top(top_scores, k_max)
+    return ranks, top, sampled
 
 
 def _cat_right_padded(parts: list[torch.Tensor]) -> np.ndarray:

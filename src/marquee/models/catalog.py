@@ -17,6 +17,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from marquee.data.log import InteractionLog
+from marquee.data.splits import Split
 
 TITLE_TOKENS = 8  # words kept per title
 MIN_TOKEN_COUNT = 2  # a title word must occur this often in the catalog to get an id
@@ -59,7 +60,7 @@ def data_args(log: InteractionLog) -> dict[str, Any]:
     titles = [""] + (meta["title"].reindex(range(1, log.n_items + 1)).fillna("").tolist() if "title" in meta
                      else [""] * log.n_items)
     tokens, n_tokens = title_token_table(titles)
-    device = log.interactions["device"] if "device" in log.interactions else None
+    device = log.interactions.get("device")
     return {
         "n_items": log.n_items,
         "n_users": log.n_users,
@@ -79,7 +80,12 @@ def wanted_args(model_cfg: DictConfig, available: dict[str, Any]) -> dict[str, A
     return {k: v for k, v in available.items() if k in params}
 
 
-def build_model(model_cfg: DictConfig, log: InteractionLog):
-    """Instantiate the configured model with the data facts it asks for; returns (model, those facts)."""
-    args = wanted_args(model_cfg, data_args(log))
+def build_model(model_cfg: DictConfig, split: Split):
+    """Instantiate the configured model with the data facts it asks for; returns (model, those facts).
+
+    Besides :func:`data_args` of the log, a model may ask for ``item_counts`` (n_items + 1,): the
+    training interactions per item (popularity-sampled negatives), from the split's train rows only.
+    """
+    available = {**data_args(split.log), "item_counts": torch.as_tensor(split.item_counts, dtype=torch.float32)}
+    args = wanted_args(model_cfg, available)
     return instantiate(model_cfg, **args), args

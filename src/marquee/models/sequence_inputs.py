@@ -1,0 +1,119 @@
+"""Embeddings of a left-padded history: item id, position, and each side input a config switches on.
+
+Side inputs: ``genres`` (mean of the item's genre embeddings), ``event`` (event type), ``value``
+(rating, watch fraction), ``time`` (hour of day, day of week, and the gap since the previous event
+in log2 buckets), ``device``. The same ``time`` and ``device`` switches give the ranker the context
+of the event being predicted (:class:`TargetContext`), which a service knows at request time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SIDE_INPUTS = ("genres", "event", "value", "time", "device")
+GAP_BUCKETS = 32  # log2 buckets of seconds since the previous event: 1 s ... ~68 years
+
+
+def _check_side(side_inputs: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    unknown = sorted(set(side_inputs) - set(SIDE_INPUTS))
+    if unknown:
+        raise ValueError(f"unknown side inputs {unknown}; choose from {list(SIDE_INPUTS)}")
+    return tuple(side_inputs)
+
+
+def _need(batch: dict[str, torch.Tensor], key: str, switch: str) -> torch.Tensor:
+    if key not in batch:
+        raise ValueError(f"side input '{switch}' needs '{key}' in the batch, and this data has none "
+                         f"(e.g. a log without timestamps or devices); switch '{switch}' off")
+    return batch[key]
+
+
+class SequenceInputs(nn.Module):
+    """(B, L) item ids and their side features -> (B, L, hidden) input embeddings (dropout applied)."""
+
+    def __init__(self, item_embedding: nn.Embedding, hidden: int, max_len: int, dropout: float,
+                 side_inputs: tuple[str, ...] = (), item_genres: torch.Tensor | None = None, n_genres: int = 0,
+                 n_events: int = 0, n_devices: int = 0):
+        super().__init__()
+        self.side = _check_side(side_inputs)
+        self.item_embedding = item_embedding
+        self.position = nn.Embedding(max_len, hidden)
+        if "genres" in self.side:
+            if item_genres is None or n_genres == 0:
+                raise ValueError("side input 'genres' needs item genres, and this catalog has none")
+            # one padding row more than the catalog, for BERT4Rec's mask token
+            table = torch.cat([item_genres, torch.zeros(1, item_genres.shape[1], dtype=item_genres.dtype)])
+            self.register_buffer("item_genres", table, persistent=False)  # (n_items + 2, G)
+            self.genre = nn.Embedding(n_genres + 1, hidden, padding_idx=0)
+        if "event" in self.side:
+            self.event = nn.Embedding(n_events + 1, hidden, padding_idx=0)
+        if "value" in self.side:
+            self.value = nn.Linear(1, hidden)
+        if "time" in self.side:
+            self.hour = nn.Embedding(25, hidden, padding_idx=0)
+            self.dow = nn.Embedding(8, hidden, padding_idx=0)
+            self.gap = nn.Embedding(GAP_BUCKETS + 1, hidden, padding_idx=0)
+        if "device" in self.side:
+            self.device_embedding = nn.Embedding(n_devices + 1, hidden, padding_idx=0)
+        self.norm = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+
+    def genre_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """Mean genre embedding of each item id in ``items`` (any shape) -> (..., hidden)."""
+        genres = self.item_genres[items]  # (..., G)
+        present = (genres > 0).unsqueeze(-1).float()
+        return (self.genre(genres) * present).sum(-2) / present.sum(-2).clamp(min=1.0)
+
+    def forward(self, batch: dict[str, torch.Tensor], items: torch.Tensor | None = None,
+                use_gap: bool = True) -> torch.Tensor:
+        items = batch["items"] if items is None else items  # (B, L)
+        length = items.shape[1]
+        x = self.item_embedding(items) + self.position.weight[-length:]  # the latest event is always last
+        if "genres" in self.side:
+            x = x + self.genre_vectors(items)
+        if "event" in self.side:
+            x = x + self.event(_need(batch, "event", "event"))
+        if "value" in self.side:
+            x = x + self.value(_need(batch, "value", "value").unsqueeze(-1))
+        if "time" in self.side:
+            x = x + self.hour(_need(batch, "hour", "time")) + self.dow(_need(batch, "dow", "time"))
+            if use_gap:
+                gap = _need(batch, "gap", "time")
+                bucket = torch.where(gap > 0, torch.log2(gap.clamp(min=1)).long() + 1, 0).clamp(max=GAP_BUCKETS)
+                x = x + self.gap(bucket)
+        if "device" in self.side:
+            x = x + self.device_embedding(_need(batch, "device", "device"))
+        padding = (items == 0).unsqueeze(-1)
+        return self.dropout(self.norm(x)).masked_fill(padding, 0.0)  # (B, L, hidden)
+
+
+class TargetContext(nn.Module):
+    """Fuses a sequence state with the context of the event being predicted (hour, weekday, device).
+
+    state (..., hidden) and context ids (...) -> state + MLP([state; context embedding]): the
+    residual keeps the context-free state intact when the context says nothing.
+    """
+
+    def __init__(self, hidden: int, side_inputs: tuple[str, ...], n_devices: int = 0):
+        super().__init__()
+        self.keys: list[tuple[str, str]] = []
+        tables = {}
+        if "time" in side_inputs:
+            tables["hour"], tables["dow"] = nn.Embedding(25, hidden, padding_idx=0), nn.Embedding(8, hidden, padding_idx=0)
+            self.keys += [("hour", "time"), ("dow", "time")]
+        if "device" in side_inputs:
+            tables["device"] = nn.Embedding(n_devices + 1, hidden, padding_idx=0)
+            self.keys.append(("device", "device"))
+        self.tables = nn.ModuleDict(tables)
+        self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden)) if tables else None
+
+    @property
+    def active(self) -> bool:
+        return self.mlp is not None
+
+    def forward(self, state: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.mlp is None:
+            return state
+        context = sum(self.tables[k](_need(batch, f"target_{k}", switch)) for k, switch in self.keys)
+        return state + self.mlp(torch.cat([state, context], -1))

@@ -1,0 +1,1 @@
+"""Gradient training of marquee models with Lightning: the module, callbacks and the training entry."""

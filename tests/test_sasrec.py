@@ -1,0 +1,134 @@
+"""SASRec and BERT4Rec trained through the real entry point on logs with a planted pattern."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from marquee import eval as marquee_eval
+from marquee import train
+from marquee.config_dir import CONFIG_DIR
+
+SMALL_MODEL = ("model.hidden=32", "model.layers=1", "model.heads=1", "model.inner=64", "model.dropout=0.1",
+               "optim.optimizer.lr=0.005", "datamodule.max_len=20", "datamodule.batch_size=64")
+QUIET = ("callbacks=none", "logger=csv", "evaluation.n_boot=50", "evaluation.progress=false",
+         "+trainer.enable_progress_bar=false", "trainer.check_val_every_n_epoch=5")
+
+
+def _csv(tmp_path: Path, rows: list[tuple[int, int, int]]) -> Path:
+    path = tmp_path / "log.csv"
+    pd.DataFrame(rows, columns=["user", "item", "ts"]).to_csv(path, index=False)
+    return path
+
+
+def _cfg(csv: Path, out: Path, *overrides: str):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=[
+            "data=csv_log", f"data.source.path={csv}", "datamodule=sequences", f"paths.output_dir={out}",
+            *([] if any(o.startswith("model=") for o in overrides) else ["model=sasrec"]),
+            *[o for o in overrides if o.startswith("model=")], *SMALL_MODEL, *QUIET,
+            *[o for o in overrides if not o.startswith("model=")]])
+
+
+def _cycle_log(tmp_path: Path, seed: int = 0) -> Path:
+    """200 users walk one fixed cycle of 50 items from random starting points, 12-24 steps each."""
+    rng = np.random.default_rng(seed)
+    cycle = rng.permutation(50) + 1
+    rows = []
+    for user in range(200):
+        start, steps = rng.integers(50), rng.integers(12, 25)
+        rows += [(user, int(cycle[(start + t) % 50]), 1_000_000 + 3600 * t) for t in range(steps)]
+    return _csv(tmp_path, rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["sasrec", "bert4rec"])
+def test_the_planted_cycle_is_learned_to_recall_at_1_above_095(tmp_path, bidirectional):
+    csv = _cycle_log(tmp_path)
+    # BERT4Rec learns from the masked ~30% of positions only: more, smaller steps
+    extra = ("model=bert4rec", "datamodule.batch_size=16", "trainer.max_epochs=60") if bidirectional else (
+        "trainer.max_epochs=40",)
+    metrics = train.run(_cfg(csv, tmp_path / "run", "evaluation.ks=[1,10]", *extra))
+    assert metrics["test/recall@1"] > 0.95
+    # a model that has not trained is nowhere near: the pattern, not the evaluation, produces the score
+    untrained = train.run(_cfg(csv, tmp_path / "untrained", "evaluation.ks=[1,10]", *extra, "trainer.max_epochs=0"))
+    assert untrained["test/recall@1"] < 0.2
+
+
+def _hour_log(tmp_path: Path) -> Path:
+    """The next item depends only on the hour of the event: hours 0-5 pick items 1-10, 6-11 items 11-20, ...
+
+    Each event's hour is drawn afresh, so the history says nothing about the next item's block.
+    """
+    rng = np.random.default_rng(1)
+    rows = []
+    for user in range(300):
+        hours = rng.integers(0, 24, 16)
+        for day, hour in enumerate(hours):
+            item = 10 * (hour // 6) + rng.integers(10) + 1
+            rows.append((user, int(item), 1_700_000_000 + 86_400 * day + 3600 * int(hour)))
+    return _csv(tmp_path, rows)
+
+
+@pytest.mark.slow
+def test_a_next_item_that_depends_on_the_hour_is_learned_with_time_context_only(tmp_path):
+    csv = _hour_log(tmp_path)
+    common = ("trainer.max_epochs=25", "evaluation.ks=[10]", "evaluation.seen=keep")
+    with_time = train.run(_cfg(csv, tmp_path / "time", "model.side_inputs=[time]", *common))
+    without = train.run(_cfg(csv, tmp_path / "plain", *common))
+    # the target's block holds exactly 10 items: knowing the hour puts all of them in the top 10
+    assert with_time["test/recall@10"] > 0.8
+    assert without["test/recall@10"] < 0.45  # chance is 10 of 40 items
+    assert with_time["test/recall@10_ci_low"] > without["test/recall@10_ci_high"]
+
+
+@pytest.mark.slow
+def test_train_checkpoint_then_marquee_eval_reproduces_the_test_metrics_exactly(tmp_path):
+    csv = _cycle_log(tmp_path)
+    run_dir = tmp_path / "run"
+    trained = train.run(_cfg(csv, run_dir, "trainer.max_epochs=6", "model.side_inputs=[time]",
+                             "evaluation.ks=[1,10]", "evaluation.n_boot=100"))
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("eval", overrides=[f"run_dir={run_dir}", f"paths.output_dir={tmp_path / 'eval'}",
+                                         "evaluation.ks=[1,10]", "evaluation.n_boot=100", "evaluation.progress=false"])
+    again = marquee_eval.run(cfg)
+    for key in ("test/recall@1", "test/ndcg@10", "test/mrr@10", "test/coverage@10", "test/ndcg@10_ci_low"):
+        assert again[key] == trained[key], key
+    assert trained["train/epochs"] == 6
+    assert json.loads((run_dir / "metrics.json").read_text())["test/recall@1"] == trained["test/recall@1"]
+
+
+@pytest.mark.slow
+def test_resuming_from_a_checkpoint_ends_at_the_metrics_of_an_uninterrupted_run(tmp_path):
+    csv = _cycle_log(tmp_path)
+    common = ("evaluation.ks=[1,10]", "trainer.check_val_every_n_epoch=1", "callbacks=default",
+              "callbacks.early_stopping.patience=50", "~callbacks.progress_bar")
+    whole = train.run(_cfg(csv, tmp_path / "whole", "trainer.max_epochs=4", *common))
+    train.run(_cfg(csv, tmp_path / "part", "trainer.max_epochs=2", *common))
+    resumed = train.run(_cfg(csv, tmp_path / "resumed", "trainer.max_epochs=4",
+                             f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}", *common))
+    assert resumed["train/epochs"] == whole["train/epochs"] == 4
+    for key in ("val/ndcg@10", "test/recall@1", "test/ndcg@10", "test/mrr@10"):
+        assert resumed[key] == whole[key], key
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_logs_throughput_and_a_side_input_the_data_lacks_is_named(tmp_path):
+    rows = [(u, (u + i) % 30 + 1, 1000 + i) for u in range(20) for i in range(u % 5 + 4)]
+    csv = _csv(tmp_path, rows)
+    out = tmp_path / "run"
+    metrics = train.run(_cfg(csv, out, "trainer.max_epochs=1", "evaluation.ks=[1,3]"))
+    frame = pd.read_csv(next(out.glob("csv/version_*/metrics.csv")))
+    assert (frame["perf/tokens_per_s"].dropna() > 0).all() and frame["perf/peak_share"].notna().any()
+    assert 0 < frame["perf/peak_share"].dropna().iloc[0] < 1
+    assert metrics["train/n_parameters"] > 0
+    with pytest.raises(ValueError, match="side input 'device' needs 'device'"):
+        train.run(_cfg(csv, tmp_path / "bad", "trainer.max_epochs=1", "model.side_inputs=[device]"))
