@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 import numpy as np
@@ -32,6 +33,10 @@ class RecommenderModule(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.ks, self.mask_seen, self.seed = sorted(ks), mask_seen, seed
         self._val: dict[str, list[torch.Tensor]] = {}
+        self._fit_started = time.perf_counter()
+
+    def on_fit_start(self) -> None:
+        self._fit_started = time.perf_counter()
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # at the first batch, not at epoch start: whatever ran before it (a loader drawing its base seed
@@ -67,6 +72,8 @@ class RecommenderModule(pl.LightningModule):
         for name, values in accuracy_metrics(ranked.ranks, self.ks).items():
             # every rank holds the gathered users, so the value is the same everywhere: no further reduction
             self.log(f"val/{name}", float(np.mean(values)), prog_bar=name == "ndcg@10", sync_dist=False)
+        # wall clock since fit started, validation included: the x axis of quality-against-time curves
+        self.log("perf/elapsed_seconds", time.perf_counter() - self._fit_started, sync_dist=False)
         self._val = {}
 
     def configure_optimizers(self):
