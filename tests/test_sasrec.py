@@ -125,8 +125,13 @@ def test_training_logs_throughput_and_a_side_input_the_data_lacks_is_named(tmp_p
     rows = [(u, (u + i) % 30 + 1, 1000 + i) for u in range(20) for i in range(u % 5 + 4)]
     csv = _csv(tmp_path, rows)
     out = tmp_path / "run"
-    metrics = train.run(_cfg(csv, out, "trainer.max_epochs=1", "evaluation.ks=[1,3]"))
+    metrics = train.run(_cfg(csv, out, "trainer.max_epochs=2", "evaluation.ks=[1,3]", "logger=many"))
     frame = pd.read_csv(next(out.glob("csv/version_*/metrics.csv")))
+    # the offline wandb run holds the config, the data fingerprint, the curves and the final metrics
+    record = next(out.glob("wandb/offline-run-*/run-*.wandb")).read_bytes()
+    fingerprint = json.loads((out / "run.json").read_text())["data"]["fingerprint"].encode()
+    for key in (b"git_commit", b"data_fingerprint", fingerprint, b"val/ndcg@3", b"perf/tokens_per_s", b"test/recall@1"):
+        assert key in record, key
     assert (frame["perf/tokens_per_s"].dropna() > 0).all() and frame["perf/peak_share"].notna().any()
     assert 0 < frame["perf/peak_share"].dropna().iloc[0] < 1
     assert metrics["train/n_parameters"] > 0

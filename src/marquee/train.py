@@ -27,6 +27,8 @@ def report_to_trackers(loggers: list, metrics: dict[str, float]) -> None:
     for logger in loggers:
         logger.log_metrics(final)
         logger.finalize("success")
+        if type(logger).__name__ == "WandbLogger":  # Lightning leaves the wandb run open until exit
+            logger.experiment.finish()
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
