@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, default=Path("/work/recbole-logs"))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on a shared 2-core machine two threads spin against other work)")
+    parser.add_argument("--evaluate-saved", type=Path, default=None,
+                        help="skip training: test the best checkpoint a run cut short saved (its curve file is kept)")
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv too
 
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     seq_folder = write_augmented(folder)
     name = folder.name
     curve_path = out_dir / f"{name}_curve.jsonl"
-    curve_path.unlink(missing_ok=True)
+    if args.evaluate_saved is None:
+        curve_path.unlink(missing_ok=True)
     logger = setup_logging(args.log_dir / f"sasrec-{name}-{time.strftime('%Y%m%dT%H%M%S')}.log")
     work = args.log_dir / "workdir"
     work.mkdir(parents=True, exist_ok=True)
@@ -218,9 +221,17 @@ def main(argv: list[str] | None = None) -> int:
         return score, result
 
     trainer._train_epoch, trainer._valid_epoch = train_epoch, valid_epoch
-    best_score, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-    fit_seconds = time.perf_counter() - started
-    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    if args.evaluate_saved is None:
+        best_score, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        fit_seconds = time.perf_counter() - started
+        test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+        stopped = "max epochs or early stop"
+    else:  # a run stopped at a wall-clock deadline: RecBole saved its best-validation weights as it went
+        checkpoint = torch.load(args.evaluate_saved, map_location="cpu", weights_only=False)
+        trainer.model.load_state_dict(checkpoint["state_dict"])
+        best_score, fit_seconds = float(checkpoint["best_valid_score"]), None
+        test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+        stopped = f"stopped at a wall-clock deadline; best checkpoint {args.evaluate_saved.name} (epoch {checkpoint['epoch'] + 1})"
     ranks = test_ranks(trainer.model, test_data)
     with (out_dir / f"{name}_test_ranks.csv").open("w") as fh:
         fh.write("user,rank\n")
@@ -241,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "best_epoch": best["epoch"],
         "best_valid_ndcg@10": float(best_score),
         "seconds_to_best": best["elapsed_seconds"],
-        "fit_seconds": round(fit_seconds, 3),
+        "fit_seconds": round(fit_seconds, 3) if fit_seconds is not None else None,
+        "stopped": stopped,
         "median_train_epoch_seconds": sorted(r["train_seconds"] for r in curve)[len(curve) // 2],
         "test": {k: float(v) for k, v in test_result.items()},
         "test_ndcg@10_from_ranks": sum(1 / __import__("math").log2(r + 1) for _, r in ranks if r <= 10) / len(ranks),
