@@ -191,19 +191,19 @@ def render() -> None:
     failed = [r for r in read(ROWS) if r.get("status") != "ok" and r["id"] not in rows]
     rb_curve, rb_test, rb_user = recbole_rows()
     lines = ["# SASRec family: marquee beside RecBole 1.2.1", "",
-             "Written by `python scripts/bench_sasrec.py` (marquee) and `scripts/recbole_sasrec.py` (RecBole, in its "
-             "own venv, run in the background with every epoch appended to `recbole/ml100k_curve.jsonl`).",
-             f"Machine: {next(iter(rows.values()))['machine'] if rows else machine()}; one torch thread per job. "
+             ("Written by `python scripts/bench_sasrec.py` (marquee) and `scripts/recbole_sasrec.py` (RecBole, in its "
+             "own venv, run in the background with every epoch appended to `recbole/ml100k_curve.jsonl`)."),
+             (f"Machine: {next(iter(rows.values()))['machine'] if rows else machine()}; one torch thread per job. "
              "The machine was shared while these ran (other benchmarks and test suites of this project ran at the same "
              "time, load average 4–5 on 2 cores), so absolute seconds are inflated for both frameworks alike; "
-             "marquee and RecBole ran in the same hours under that load.", ""]
+             "marquee and RecBole ran in the same hours under that load."), ""]
     # ---- ML-100K against RecBole
     lines += ["## MovieLens-100K, leave-one-out, full ranking", "",
-              "Same split for both (exported by `scripts/recbole_export.py`, fingerprint checked), max length 50, hidden "
+              ("Same split for both (exported by `scripts/recbole_export.py`, fingerprint checked), max length 50, hidden "
               "64, 2 layers, 2 heads, inner 256, CE over the full catalog, Adam at lr 0.001. RecBole: its defaults (post-norm, "
               "dropout 0.5), every prefix of every training sequence as one row, batch 2048. marquee: pre-norm, dropout "
               "0.2, every position of each window trained at once (windows of 50 tiling every history), batch 32 "
-              "windows (about 1,300 target positions). No tuning beyond that on either side.", ""]
+              "windows (about 1,300 target positions). No tuning beyond that on either side."), ""]
     rb_best = max((p["valid_ndcg@10"] for p in rb_curve), default=None)
     head = ("| model | test NDCG@10 (seen kept) | test Recall@10 (seen kept) | test NDCG@10 (seen masked) | "
             "test Recall@10 (seen masked) | epochs run (cap) | best val NDCG@10 | wall time to best val | "
@@ -233,23 +233,23 @@ def render() -> None:
             f"models) | – | {len(rb_curve)} ({cap}) | {best['valid_ndcg@10']:.4f} (epoch {best['epoch']}) | "
             f"{best['elapsed_seconds']:.0f} s | {statistics.median(p['train_seconds'] for p in rb_curve):.1f} | "
             f"{best['elapsed_seconds']:.0f} s (its own best) |")
-    lines += ["", "Which number compares with which: RecBole ranks every item for sequential models, already-seen ones "
+    lines += ["", ("Which number compares with which: RecBole ranks every item for sequential models, already-seen ones "
               "included, so its test NDCG@10 compares with marquee's *seen kept* columns (same protocol, same "
               "checkpoint selection on unmasked validation). The *seen masked* columns re-evaluate the same marquee "
               "checkpoint with the user's train and validation items removed from the ranking — marquee's default, "
               "and the honest number for a catalog where nobody rates a film twice. CIs: 95% percentile bootstrap "
-              "over test users (1,000 resamples); RecBole's from its per-user test ranks (`recbole/ml100k_test_ranks.csv`).", ""]
+              "over test users (1,000 resamples); RecBole's from its per-user test ranks (`recbole/ml100k_test_ranks.csv`)."), ""]
     if rb_curve and "ml100k_ce" in rows:
         ours = rows["ml100k_ce"]
         reach = first_reach(ours["curve"], rb_best)
         rb_time = max(rb_curve, key=lambda p: p["valid_ndcg@10"])["elapsed_seconds"]
         if reach is not None:
-            lines += [f"Time to RecBole's best validation NDCG@10 ({rb_best:.4f}): marquee CE {reach:.0f} s, RecBole "
-                      f"{rb_time:.0f} s — **{rb_time / reach:.1f}×** less wall time (goal: at least 10×).", ""]
+            lines += [(f"Time to RecBole's best validation NDCG@10 ({rb_best:.4f}): marquee CE {reach:.0f} s, RecBole "
+                      f"{rb_time:.0f} s — **{rb_time / reach:.1f}×** less wall time (goal: at least 10×)."), ""]
         ep_ours, ep_rb = ours["epoch_seconds"], statistics.median(p["train_seconds"] for p in rb_curve)
-        lines += [f"Median time per epoch: marquee {ep_ours:.1f} s, RecBole {ep_rb:.1f} s ({ep_rb / ep_ours:.0f}×): both "
+        lines += [(f"Median time per epoch: marquee {ep_ours:.1f} s, RecBole {ep_rb:.1f} s ({ep_rb / ep_ours:.0f}×): both "
                   "epochs see every training transition once; RecBole's re-encodes every prefix, so it pushes about "
-                  "25× more tokens through the transformer for the same targets.", ""]
+                  "25× more tokens through the transformer for the same targets."), ""]
     png = plot(rows, rb_curve)
     if png:
         lines += [f"![validation NDCG@10 against wall-clock time]({png})", ""]
@@ -270,9 +270,9 @@ def render() -> None:
         from marquee.evaluation.statistics import compare_runs
 
         lines += ["## Effect of each side input (ML-100K, test, seen masked; paired over the same users)", "",
-                  "Each row: the same SASRec (CE) with one side input switched on (B) against it without (A). "
+                  ("Each row: the same SASRec (CE) with one side input switched on (B) against it without (A). "
                   "ML-100K has no device column, so the device input is untested here (it is tested on a "
-                  "synthetic log in tests/).", "",
+                  "synthetic log in tests/)."), "",
                   "| side input | NDCG@10 without → with | difference [95% CI] | p (paired t) | Recall@10 without → with |",
                   "|---|---|---|---|---|"]
         base = load_per_user(RUNS_DIR / "ml100k_ce" / "eval_masked", "test")
@@ -288,8 +288,8 @@ def render() -> None:
         lines += ["## Configurations that failed", ""] + [f"- `{r['id']}`: {r.get('error', '')[-300:]!r}" for r in failed]
     lines += ["## Reproduce", "", "```bash", "bash scripts/recbole_setup.sh   # RecBole's own venv",
               "python scripts/recbole_export.py ml100k",
-              "nohup /work/recbole-venv/bin/python scripts/recbole_sasrec.py /work/recbole-data/ml100k "
-              "--out-dir experiments/sasrec/recbole --max-epochs 20 &",
+              ("nohup /work/recbole-venv/bin/python scripts/recbole_sasrec.py /work/recbole-data/ml100k "
+              "--out-dir experiments/sasrec/recbole --max-epochs 20 &"),
               "python scripts/bench_sasrec.py", "```", ""]
     (OUT / "README.md").write_text("\n".join(lines))
 
