@@ -91,6 +91,25 @@ def test_a_next_item_that_depends_on_the_hour_is_learned_with_time_context_only(
 
 
 @pytest.mark.slow
+def test_a_next_item_that_depends_on_the_device_is_learned_with_device_context_only(tmp_path):
+    rng = np.random.default_rng(2)
+    rows, devices = [], []
+    for user in range(300):
+        for step in range(16):
+            device = int(rng.integers(3))  # drawn afresh per event: the history says nothing about the next one
+            rows.append((user, 10 * device + int(rng.integers(10)) + 1, 1_700_000_000 + 3600 * step))
+            devices.append(["tv", "phone", "web"][device])
+    csv = tmp_path / "log.csv"
+    pd.DataFrame(rows, columns=["user", "item", "ts"]).assign(platform=devices).to_csv(csv, index=False)
+    common = ("trainer.max_epochs=25", "evaluation.ks=[10]", "evaluation.seen=keep", "+data.source.context={device: platform}")
+    with_device = train.run(_cfg(csv, tmp_path / "device", "model.side_inputs=[device]", *common))
+    without = train.run(_cfg(csv, tmp_path / "plain", *common))
+    assert with_device["test/recall@10"] > 0.8  # the device's block holds exactly 10 items
+    assert without["test/recall@10"] < 0.55  # chance is 10 of 30 items
+    assert with_device["test/recall@10_ci_low"] > without["test/recall@10_ci_high"]
+
+
+@pytest.mark.slow
 def test_train_checkpoint_then_marquee_eval_reproduces_the_test_metrics_exactly(tmp_path):
     csv = _cycle_log(tmp_path)
     run_dir = tmp_path / "run"
