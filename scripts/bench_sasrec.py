@@ -264,9 +264,9 @@ def render() -> None:
                       f"{rb_time:.0f} s — **{rb_time / reach:.1f}×** less wall time (goal: at least 10×)."), ""]
         paired = paired_with_recbole(RUNS_DIR / "ml100k_ce")
         if paired is not None:
-            lines += [f"Paired over the same {int(paired['n_users'])} test users (seen kept): marquee CE minus RecBole, "
+            lines += [(f"Paired over the same {int(paired['n_users'])} test users (seen kept): marquee CE minus RecBole, "
                       f"NDCG@10 {paired['diff']:+.4f} [{paired['diff_low']:+.4f}, {paired['diff_high']:+.4f}], "
-                      f"paired t-test p = {paired['p_ttest']:.2g}.", ""]
+                      f"paired t-test p = {paired['p_ttest']:.2g}."), ""]
         ep_ours, ep_rb = ours["epoch_seconds"], statistics.median(p["train_seconds"] for p in rb_curve)
         lines += [(f"Median time per epoch: marquee {ep_ours:.1f} s, RecBole {ep_rb:.1f} s ({ep_rb / ep_ours:.0f}×): both "
                   "epochs see every training transition once; RecBole's re-encodes every prefix, so it pushes about "
