@@ -1,0 +1,1 @@
+"""Two-tower retrieval: towers, sampled-softmax losses, a FAISS item index, the retrieval → ranking cascade and cold start."""
