@@ -64,6 +64,13 @@ def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, datamodu
         seed=cfg.seed,
     )
     callbacks = [*instantiate_all(cfg.get("callbacks")), ThroughputLogger()]
+    if cfg.get("ckpt_path"):
+        # Lightning restores a ModelCheckpoint's best score only when its dirpath is unchanged: a resumed run
+        # keeps writing checkpoints beside the one it resumes from, so its best is chosen over all epochs
+        for callback in callbacks:
+            if isinstance(callback, pl.callbacks.ModelCheckpoint):
+                callback.dirpath = str(Path(cfg.ckpt_path).resolve().parent)
+        log.info("resuming: checkpoints continue in %s", Path(cfg.ckpt_path).resolve().parent)
     loggers = instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     n_parameters = sum(p.numel() for p in model.parameters())
