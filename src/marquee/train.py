@@ -46,6 +46,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
         print(output_dir.resolve())
         return {}
 
+    if cfg.get("cascade"):  # retrieval -> ranking: two models trained, one system evaluated
+        from marquee.retrieval.cascade import run as run_cascade
+
+        metrics = run_cascade(cfg, split, output_dir)
+        print(output_dir.resolve())
+        return metrics
     datamodule = instantiate(cfg.datamodule)(split=split)
     model, metrics, loggers = train_model(cfg, cfg.model, datamodule, split, output_dir)
     metrics.update(instantiate(cfg.evaluation).evaluate_stages(model, datamodule, list(cfg.stages), output_dir))
