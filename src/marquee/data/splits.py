@@ -139,6 +139,18 @@ class TemporalSplit:
         return Split(log, train, val, test, "temporal")
 
 
+def holdout_roles(candidates: np.ndarray, n_ids: int, val_fraction: float, test_fraction: float,
+                  seed: int) -> np.ndarray:
+    """Role per id 0..n_ids (0 train, 1 val, 2 test): random fractions of ``candidates`` are held out."""
+    if not (0 <= val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+        raise DataError("split: need 0 <= val_fraction, 0 < test_fraction and val_fraction + test_fraction < 1")
+    shuffled = np.random.default_rng(seed).permutation(candidates)
+    n_test, n_val = round(test_fraction * len(shuffled)), round(val_fraction * len(shuffled))
+    role = np.zeros(n_ids + 1, dtype=np.int8)
+    role[shuffled[:n_test]], role[shuffled[n_test : n_test + n_val]] = 2, 1
+    return role
+
+
 @dataclass(frozen=True)
 class UserHoldout:
     """Hold out whole users (cold users): their first ``fold_in`` rows are an onboarding history, the rest targets.
@@ -152,12 +164,8 @@ class UserHoldout:
     seed: int = 0
 
     def __call__(self, log: InteractionLog) -> Split:
-        if not (0 <= self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
-            raise DataError("split: need 0 <= val_fraction, 0 < test_fraction and val_fraction + test_fraction < 1")
-        users = np.random.default_rng(self.seed).permutation(np.arange(1, log.n_users + 1))
-        n_test, n_val = round(self.test_fraction * len(users)), round(self.val_fraction * len(users))
-        role = np.zeros(log.n_users + 1, dtype=np.int8)  # 0 train, 1 val, 2 test
-        role[users[:n_test]], role[users[n_test : n_test + n_val]] = 2, 1
+        role = holdout_roles(np.arange(1, log.n_users + 1), log.n_users, self.val_fraction, self.test_fraction,
+                             self.seed)
         frame = log.interactions
         user_role = role[frame["user_id"].to_numpy()]
         position = frame.groupby("user_id", sort=False).cumcount().to_numpy()

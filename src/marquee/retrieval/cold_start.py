@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from marquee.data.errors import DataError
 from marquee.data.log import InteractionLog
-from marquee.data.splits import Split
+from marquee.data.splits import Split, holdout_roles
 from marquee.models.base import FittedRecommender, Recommender
 
 
@@ -35,16 +34,10 @@ class ItemHoldout:
     seed: int = 0
 
     def __call__(self, log: InteractionLog) -> Split:
-        if not (0 <= self.val_fraction and 0 < self.test_fraction and self.val_fraction + self.test_fraction < 1):
-            raise DataError("item holdout: need 0 <= val_fraction, 0 < test_fraction and val_fraction + test_fraction < 1")
         frame = log.interactions
         counts = np.bincount(frame["item_id"].to_numpy(), minlength=log.n_items + 1)
         eligible = np.flatnonzero(counts >= self.min_interactions)
-        eligible = eligible[eligible > 0]
-        items = np.random.default_rng(self.seed).permutation(eligible)
-        n_test, n_val = round(self.test_fraction * len(items)), round(self.val_fraction * len(items))
-        role = np.zeros(log.n_items + 1, dtype=np.int8)  # 0 train, 1 val, 2 test
-        role[items[:n_test]], role[items[n_test : n_test + n_val]] = 2, 1
+        role = holdout_roles(eligible[eligible > 0], log.n_items, self.val_fraction, self.test_fraction, self.seed)
         item_role = role[frame["item_id"].to_numpy()]
         return Split(log, frame[item_role == 0], frame[item_role == 1], frame[item_role == 2], "item_holdout")
 
