@@ -13,9 +13,8 @@ import torch.multiprocessing as mp
 
 from marquee.data.datamodules import PairDataModule
 from marquee.data.splits import LeaveOneOut
-from marquee.evaluation.distributed import merge_ranked
+from marquee.evaluation.ranked import RankedUsers, merge_ranked
 from marquee.evaluation.evaluator import Evaluator
-from marquee.evaluation.ranking import RankedUsers
 from marquee.models.base import Recommender
 from tests.helpers import make_log
 

@@ -100,3 +100,36 @@ def test_accidental_hits_are_masked_exactly():
 
 def test_uniform_log_q_is_the_expected_count_per_batch():
     assert uniform_log_q(100, 1000) == pytest.approx(math.log(0.1))
+
+
+def _reference_in_batch(queries, positives, ids, temperature, negatives, negative_ids, log_q, remove_hits):
+    """Per-row loss as the full in-batch softmax: row i's label is column i, the same item elsewhere masked."""
+    candidates, candidate_ids = torch.cat([positives, negatives]), torch.cat([ids, negative_ids])
+    logits = queries @ candidates.T / temperature - log_q[None, :]  # (N, N + M)
+    rows = torch.arange(len(queries))
+    if remove_hits:
+        hits = candidate_ids[None, :] == ids[:, None]
+        hits[rows, rows] = False
+        logits = logits.masked_fill(hits, -math.inf)
+    return F.cross_entropy(logits, rows, reduction="none")  # (N,)
+
+
+@pytest.mark.parametrize("remove_hits", [True, False])
+def test_the_wrapper_is_the_in_batch_softmax_and_weights_reweigh_rows(remove_hits):
+    torch.manual_seed(0)
+    queries, positives = torch.randn(5, 4), torch.randn(5, 4)
+    ids = torch.tensor([2, 6, 2, 9, 6])  # two pairs of rows share their positive
+    negatives, negative_ids = torch.randn(3, 4), torch.tensor([6, 1, 4])
+    log_q = torch.randn(8)
+    rows = _reference_in_batch(queries, positives, ids, 0.5, negatives, negative_ids, log_q, remove_hits)
+    got = sampled_softmax_loss(queries, positives, ids, 0.5, negatives, negative_ids, log_q, remove_hits)
+    assert got.item() == pytest.approx(rows.mean().item(), rel=1e-6)
+    weights = torch.tensor([2.0, 0.0, 1.0, 1.0, 0.5])
+    weighted = sampled_softmax_loss(queries, positives, ids, 0.5, negatives, negative_ids, log_q, remove_hits,
+                                    weights=weights)
+    assert weighted.item() == pytest.approx(((weights * rows).sum() / weights.sum()).item(), rel=1e-6)
+    # weight 0 leaves a row out of the loss, not out of the batch: its positive is still a negative elsewhere
+    assert weighted.item() != pytest.approx(
+        sampled_softmax_loss(queries[[0, 2, 3, 4]], positives[[0, 2, 3, 4]], ids[[0, 2, 3, 4]], 0.5, negatives,
+                             negative_ids, log_q[[0, 2, 3, 4, 5, 6, 7]], remove_hits,
+                             weights=weights[[0, 2, 3, 4]]).item(), rel=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -13,12 +14,27 @@ from omegaconf import DictConfig
 
 from marquee.config_dir import CONFIG_DIR
 from marquee.data.atomic import update_json, write_json
+from marquee.data.catalog import Catalog
+from marquee.data.errors import DataError
 from marquee.data.pipeline import prepare_split
 from marquee.data.summary import format_table, split_summary
+from marquee.models.memory import InsufficientMemory
 from marquee.run_record import write_run_record
-from marquee.training.fit import train_model
+from marquee.training.pipeline import fit_pipeline, has_model
 
 log = logging.getLogger(__name__)
+
+# mistakes a user can fix: one message and exit code 2, the traceback only in the run's log
+USER_ERRORS = (DataError, InsufficientMemory)
+
+
+def log_traceback_to_files(error: BaseException) -> None:
+    """Write ``error`` with its traceback into the run's log files only (the screen gets one line)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "stopped: %s", (error,),
+                            (type(error), error, error.__traceback__))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def report_to_trackers(loggers: list, metrics: dict[str, float]) -> None:
@@ -32,7 +48,7 @@ def report_to_trackers(loggers: list, metrics: dict[str, float]) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Load and split the data, record the run; with a model, fit it and evaluate every configured stage."""
+    """Load and split the data, record the run; with a model, fit the pipeline and evaluate every configured stage."""
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
@@ -41,21 +57,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
     summary = split_summary(split)
     write_json(summary, output_dir / "data_summary.json")
     write_run_record(output_dir, cfg, split.log)
-    if cfg.get("model") is None:
+    if not has_model(cfg):
         print(format_table(summary))
         print(output_dir.resolve())
         return {}
-
-    if cfg.get("cascade"):  # retrieval -> ranking: two models trained, one system evaluated
-        from marquee.retrieval.cascade import run as run_cascade
-
-        metrics = run_cascade(cfg, split, output_dir)
-        print(output_dir.resolve())
-        return metrics
-    datamodule = instantiate(cfg.datamodule)(split=split)
-    model, metrics, loggers = train_model(cfg, cfg.model, datamodule, split, output_dir)
-    metrics.update(instantiate(cfg.evaluation).evaluate_stages(model, datamodule, list(cfg.stages), output_dir))
-    report_to_trackers(loggers, metrics)
+    evaluator = instantiate(cfg.evaluation)
+    system, fitted = fit_pipeline(cfg, split, Catalog.from_split(split), evaluator, output_dir)
+    metrics = dict(fitted.metrics)
+    metrics.update(evaluator.evaluate_stages(system, evaluator.data(split, system.max_len), list(cfg.stages),
+                                             output_dir))
+    report_to_trackers(fitted.loggers, metrics)
     update_json(metrics, output_dir / "metrics.json")
     print(output_dir.resolve())
     return metrics
@@ -64,7 +75,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Compose the config, run, and return the optimized metric for sweepers."""
-    metrics = run(cfg)
+    try:
+        metrics = run(cfg)
+    except USER_ERRORS as error:
+        log_traceback_to_files(error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

@@ -27,6 +27,7 @@ from scipy.special import expit
 from marquee.bandits.logs import BanditLog, Candidates
 from marquee.bandits.policies.base import Policy, sample_slots
 from marquee.bandits.policies.static import PreferencePolicy
+from marquee.data.context import HOURS, hour_bucket_ids
 from marquee.data.log import InteractionLog
 
 TONES = ("bright", "dark", "close-up")
@@ -127,7 +128,7 @@ class ArtworkSimulator:
                   np.repeat(1.0 / np.maximum(n_genres, 1), n_genres))
         shares /= np.maximum(shares.sum(axis=1, keepdims=True), 1e-12)
         taste = np.clip((shares - shares.mean(axis=0)) / np.maximum(shares.std(axis=0), 1e-6), -3.0, 3.0)
-        hours = np.full((log.n_users, 24), config.hour_smoothing)
+        hours = np.full((log.n_users, HOURS), config.hour_smoothing)
         np.add.at(hours, (users, log.interactions["hour"].to_numpy()), 1.0)
         popularity = np.bincount(item_ids, minlength=log.n_items + 1)[items].astype(np.float64)
         state = None if user_state is None else np.asarray(user_state)[1: log.n_users + 1]
@@ -141,7 +142,7 @@ class ArtworkSimulator:
         rng = np.random.default_rng(config.seed + 1)
         taste = rng.normal(size=(n_users, n_genres))
         genres = [rng.choice(n_genres, size=rng.integers(1, 3), replace=False) for _ in range(n_titles)]
-        return cls(taste, np.ones((n_users, 24)), genres, np.ones(n_titles), [f"g{j}" for j in range(n_genres)],
+        return cls(taste, np.ones((n_users, HOURS)), genres, np.ones(n_titles), [f"g{j}" for j in range(n_genres)],
                    config)
 
     # --- serving --------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ class ArtworkSimulator:
 
     def context(self, req: Requests) -> np.ndarray:
         """(n, d) what a policy sees of the member: taste, hour bucket, and the optional user state."""
-        parts = [self.taste[req.user], np.eye(len(HOUR_BUCKETS), dtype=np.float32)[req.hour // 6]]
+        parts = [self.taste[req.user], np.eye(len(HOUR_BUCKETS), dtype=np.float32)[hour_bucket_ids(req.hour, len(HOUR_BUCKETS))]]
         if self.user_state is not None:
             parts.append(self.user_state[req.user])
         return np.concatenate(parts, axis=1)
@@ -176,7 +177,7 @@ class ArtworkSimulator:
         art = self.title_artworks(req.title)  # (n, K)
         genre, tone = self.artwork_genre[art], self.artwork_tone[art]
         taste = np.take_along_axis(self.taste[req.user], np.maximum(genre, 0), axis=1)  # (n, K)
-        tone_effect = TONE_BY_HOUR[np.maximum(tone, 0), (req.hour // 6)[:, None]]  # (n, K)
+        tone_effect = TONE_BY_HOUR[np.maximum(tone, 0), hour_bucket_ids(req.hour, len(HOUR_BUCKETS))[:, None]]  # (n, K)
         c = self.config
         logit = (c.base_logit + self.title_appeal[req.title][:, None] + self.artwork_appeal[art]
                  + np.where(genre >= 0, c.taste_effect * taste, 0.0) + np.where(tone >= 0, c.tone_effect * tone_effect, 0.0))

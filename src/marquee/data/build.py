@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from marquee.data.context import HOURS, WEEKDAYS
 from marquee.data.errors import DataError, where
 from marquee.data.events import EventSchema
 from marquee.data.filters import Filters
@@ -91,7 +92,7 @@ def _check_numeric(frame: pd.DataFrame, raw: RawLog) -> None:
 def hour_and_weekday(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """UTC hour of day (0-23) and weekday (Monday 0) of Unix-second timestamps."""
     ts = np.asarray(ts, dtype=np.int64)
-    return ((ts // 3600) % 24).astype(np.int8), ((ts // SECONDS_PER_DAY + EPOCH_WEEKDAY) % 7).astype(np.int8)
+    return ((ts // 3600) % HOURS).astype(np.int8), ((ts // SECONDS_PER_DAY + EPOCH_WEEKDAY) % WEEKDAYS).astype(np.int8)
 
 
 def _add_context(encoded: pd.DataFrame, frame: pd.DataFrame, ordinal_time: bool) -> pd.DataFrame:

@@ -1,14 +1,18 @@
-"""Lightning DataModules over a Split: sequences for sequence models, pairs for factor and tower models."""
+"""Lightning DataModules over a Split: sequence windows for sequence and tower models, pairs for factor models.
+
+A DataModule serves training batches; validation batches come from the :class:`EvaluationData` it is
+handed, the same rows the final evaluation reads. ``max_len`` is the model's (the stage fitter
+passes ``model.max_len``): a datamodule never decides how much history a model reads.
+"""
 
 from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
-from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler
 
-from marquee.data.datasets import EvaluationUsers, InteractionPairs, SequenceWindows, to_tensors
-from marquee.data.seen import SeenItems
+from marquee.data.datasets import InteractionPairs, SequenceWindows, to_tensors
+from marquee.data.evaluation_data import EvaluationData
 from marquee.data.sequences import UserSequences
 from marquee.data.splits import Split
 
@@ -34,64 +38,21 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
-class EvaluationDataModule(pl.LightningDataModule):
-    """Evaluation loaders and catalog facts shared by every marquee DataModule.
+class TrainingDataModule(pl.LightningDataModule):
+    """Training batches of a split; validation and test loaders from ``evaluation`` (built from the split if None)."""
 
-    ``eval_history`` says what a model reads when predicting a stage: ``visible`` (default), all
-    rows before that stage's targets (train, and for test the validation rows too); ``train``, the
-    training rows only, as RecBole's general recommenders do. Masking follows the split either way.
-    """
-
-    def __init__(self, split: Split, max_len: int | None, batch_size: int, eval_batch_size: int, num_workers: int,
-                 seed: int, eval_history: str = "visible"):
+    def __init__(self, split: Split, max_len: int | None, batch_size: int, num_workers: int, seed: int,
+                 evaluation: EvaluationData | None = None):
         super().__init__()
-        if eval_history not in ("visible", "train"):
-            raise ValueError(f"eval_history must be 'visible' or 'train', got {eval_history!r}")
-        self.eval_history = eval_history
-        self.split = split
-        self.max_len, self.batch_size, self.eval_batch_size = max_len, batch_size, eval_batch_size
+        self.split, self.max_len, self.batch_size = split, max_len, batch_size
         self.num_workers, self.seed = num_workers, seed
-        self._eval: dict[str, EvaluationUsers] = {}
-
-    @property
-    def n_items(self) -> int:
-        return self.split.log.n_items
-
-    @property
-    def n_users(self) -> int:
-        return self.split.log.n_users
-
-    def seen(self, stage: str) -> SeenItems:
-        """Items to mask for ``stage``: those the user saw before its targets."""
-        return self.split.seen(stage)
-
-    def evaluation_users(self, stage: str) -> EvaluationUsers:
-        if stage not in self._eval:
-            history = self.split.history(stage) if self.eval_history == "visible" else self.split.train
-            self._eval[stage] = EvaluationUsers(history, self.split.targets(stage), self.split.log.n_users, self.max_len)
-        return self._eval[stage]
-
-    def eval_dataloader(self, stage: str) -> DataLoader:
-        """One row per user evaluated at ``stage``, in user order, histories and targets padded.
-
-        Under DDP each rank gets its shard of users; the evaluator gathers them again.
-        """
-        users = self.evaluation_users(stage)
-        sharded = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        return DataLoader(
-            users,
-            batch_size=self.eval_batch_size,
-            sampler=DistributedSampler(users, shuffle=False) if sharded else None,
-            shuffle=False,
-            collate_fn=to_tensors,
-            num_workers=self.num_workers,
-        )
+        self.evaluation = evaluation or EvaluationData(split, max_len)
 
     def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("val")
+        return self.evaluation.eval_dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("test")
+        return self.evaluation.eval_dataloader("test")
 
     def _shuffle(self, n: int) -> EpochShuffle:
         sampler = EpochShuffle(n, self.seed)
@@ -99,21 +60,14 @@ class EvaluationDataModule(pl.LightningDataModule):
         return sampler
 
 
-class SequenceDataModule(EvaluationDataModule):
-    """Left-padded training windows with a target at every position, and per-user evaluation rows."""
+class SequenceDataModule(TrainingDataModule):
+    """Left-padded training windows with a target (its event's weight and kind) at every position."""
 
-    def __init__(
-        self,
-        split: Split,
-        max_len: int = 50,
-        batch_size: int = 256,
-        eval_batch_size: int = 1024,
-        windows: str = "last",
-        num_workers: int = 0,
-        seed: int = 0,
-        eval_history: str = "visible",
-    ):
-        super().__init__(split, max_len, batch_size, eval_batch_size, num_workers, seed, eval_history)
+    def __init__(self, split: Split, max_len: int = 50, batch_size: int = 256, windows: str = "last",
+                 num_workers: int = 0, seed: int = 0, evaluation: EvaluationData | None = None):
+        if not isinstance(max_len, int) or max_len < 1:
+            raise ValueError(f"sequence windows need the model's max_len as a positive integer, got {max_len!r}")
+        super().__init__(split, max_len, batch_size, num_workers, seed, evaluation)
         self.windows = windows
         self._train: SequenceWindows | None = None
 
@@ -121,7 +75,8 @@ class SequenceDataModule(EvaluationDataModule):
     def train_windows(self) -> SequenceWindows:
         if self._train is None:
             sequences = UserSequences.from_frame(self.split.train, self.split.log.n_users)
-            self._train = SequenceWindows(sequences, self.max_len, self.windows)
+            events = self.split.log.events
+            self._train = SequenceWindows(sequences, self.max_len, self.windows, events.weights(), events.positive())
         return self._train
 
     def train_dataloader(self) -> DataLoader:
@@ -135,23 +90,12 @@ class SequenceDataModule(EvaluationDataModule):
         )
 
 
-class PairDataModule(EvaluationDataModule):
-    """Shuffled (user, item) training rows in vectorized batches, and per-user evaluation rows.
+class PairDataModule(TrainingDataModule):
+    """Shuffled (user, item) training rows with their event weights, in vectorized batches."""
 
-    Evaluation rows carry each user's whole history unless ``max_len`` caps it.
-    """
-
-    def __init__(
-        self,
-        split: Split,
-        batch_size: int = 1024,
-        eval_batch_size: int = 1024,
-        max_len: int | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
-        eval_history: str = "visible",
-    ):
-        super().__init__(split, max_len, batch_size, eval_batch_size, num_workers, seed, eval_history)
+    def __init__(self, split: Split, max_len: int | None = None, batch_size: int = 1024, num_workers: int = 0,
+                 seed: int = 0, evaluation: EvaluationData | None = None):
+        super().__init__(split, max_len, batch_size, num_workers, seed, evaluation)
         self._train: InteractionPairs | None = None
 
     @property

@@ -7,7 +7,19 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from marquee.data.sequences import CONTEXT, UserSequences, feature_arrays
+from marquee.data.context import CONTEXT_FEATURES
+from marquee.data.sequences import UserSequences, feature_arrays
+
+
+def target_weights(batch: dict[str, torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per target position (B, L): the weight of its event and whether it is positive (a play, not a skip).
+
+    A batch without ``target_weight`` (hand-made, or from a log with one event type) weighs every
+    target 1 and counts it positive.
+    """
+    if "target_weight" not in batch:
+        return torch.ones_like(targets, dtype=torch.float32), torch.ones_like(targets, dtype=torch.bool)
+    return batch["target_weight"], batch["target_positive"]
 
 
 class SequenceWindows(Dataset):
@@ -16,14 +28,18 @@ class SequenceWindows(Dataset):
     ``windows='last'`` takes each user's most recent ``max_len + 1`` items; ``'all'`` tiles the
     whole history from the end with windows that overlap by one item, so no transition is lost.
     Target-side context (``target_hour`` ...) is the context of the event being predicted, which a
-    service knows at request time. Batches are gathered whole (``__getitems__``), with
-    :func:`to_tensors` as the loader's collate function.
+    service knows at request time; ``target_weight`` and ``target_positive`` are its event's weight
+    and kind (``event_weights`` and ``event_positive`` per event id), and ``user`` names the
+    window's member. Batches are gathered whole (``__getitems__``), with :func:`to_tensors` as the
+    loader's collate function.
     """
 
-    def __init__(self, sequences: UserSequences, max_len: int, windows: str = "last"):
+    def __init__(self, sequences: UserSequences, max_len: int, windows: str = "last",
+                 event_weights: np.ndarray | None = None, event_positive: np.ndarray | None = None):
         if windows not in ("last", "all"):
             raise ValueError(f"windows must be 'last' or 'all', got {windows!r}")
         self.sequences, self.max_len = sequences, max_len
+        self.event_weights, self.event_positive = event_weights, event_positive
         starts, ends = sequences.indptr[:-1], sequences.indptr[1:]
         lengths = ends - starts
         if windows == "last":
@@ -45,9 +61,14 @@ class SequenceWindows(Dataset):
         batch = self.sequences.windows(starts, ends - 1, self.max_len)  # inputs: (B, L) each
         following = self.sequences.windows(starts + 1, ends, self.max_len)
         batch["targets"] = following["items"]
-        for name in CONTEXT:
+        for name in CONTEXT_FEATURES:
             if name in following:
                 batch[f"target_{name}"] = following[name]
+        if self.event_weights is not None:  # event id 0 (padding) weighs 0 and is not positive
+            batch["target_weight"] = self.event_weights[following["event"]]
+            batch["target_positive"] = self.event_positive[following["event"]]
+        # the member whose rows hold the window: the user tower reads their metadata
+        batch["user"] = np.searchsorted(self.sequences.indptr, starts, side="right") - 1
         return batch
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
@@ -104,7 +125,7 @@ class EvaluationUsers(Dataset):
         target_start = self.targets.indptr[users]
         batch["user"] = users.astype(np.int64)
         batch["targets"] = self.targets.windows(target_start, self.targets.indptr[users + 1], left=False)["items"]
-        for name in CONTEXT:
+        for name in CONTEXT_FEATURES:
             if name in self.targets.features:
                 batch[f"target_{name}"] = self.targets.features[name][target_start]
         return batch

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from marquee.data.atomic import write_json, write_parquet
+from marquee.data.context import CONTEXT_FEATURES
 from marquee.data.events import EventSchema
 from marquee.data.vocab import Vocabulary
 
@@ -49,7 +50,7 @@ class InteractionLog:
     @property
     def context_columns(self) -> list[str]:
         """Context columns present in this log."""
-        return [c for c in ("hour", "dow", "device") if c in self.interactions.columns]
+        return [c for c in CONTEXT_FEATURES if c in self.interactions.columns]
 
     @cached_property
     def fingerprint(self) -> str:
@@ -58,7 +59,9 @@ class InteractionLog:
         digest.update(pd.util.hash_pandas_object(self.interactions, index=False).to_numpy().tobytes())
         for vocab in (self.users, self.items):
             digest.update(pd.util.hash_pandas_object(pd.Series(vocab.raw_ids), index=False).to_numpy().tobytes())
-        digest.update(repr(sorted(self.events.types.items())).encode())
+        # positive types as (name, weight), as before event kinds existed, so those fingerprints did not change
+        kinds = [(n, k.weight) if k.positive else (n, k.weight, "not positive") for n, k in self.events.kinds.items()]
+        digest.update(repr(sorted(kinds)).encode())
         return digest.hexdigest()
 
     @cached_property

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
-CONTEXT_COLUMNS = ("hour", "dow", "device")
 ITEM_META_COLUMNS = ("title", "year", "genres")
 
 
@@ -17,7 +16,7 @@ class RawLog:
 
     ``interactions`` has the columns of ``REQUIRED_COLUMNS`` (``timestamp`` as int64 Unix seconds,
     or positions when ``ordinal_time``; ``event`` as raw labels; ``value`` as float) and any of
-    ``CONTEXT_COLUMNS``. Its index is the row's position in ``source`` so that later checks can name
+    ``marquee.data.context.CONTEXT_FEATURES``. Its index is the row's position in ``source`` so that later checks can name
     the line: line = index + ``line_offset``. ``item_meta`` is indexed by raw item id with
     ``title``, ``year`` and ``genres`` (a list of strings); ``user_meta`` by raw user id.
     """

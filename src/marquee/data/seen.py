@@ -50,3 +50,13 @@ class SeenItems:
         out = torch.zeros(len(users), self.n_items + 1, dtype=torch.bool, device=users.device)
         out[self.pairs(users)] = True
         return out
+
+    def padded(self, users: torch.Tensor) -> torch.Tensor:
+        """``(len(users), E)`` seen item ids of each user, right-padded with 0: what a retriever must skip."""
+        rows, cols = self.pairs(users)
+        counts = torch.bincount(rows, minlength=len(users))
+        out = torch.zeros(len(users), max(int(counts.max()) if len(users) else 0, 1), dtype=torch.long,
+                          device=users.device)
+        within = torch.arange(len(rows), device=users.device) - (torch.cumsum(counts, 0) - counts)[rows]
+        out[rows, within] = cols
+        return out

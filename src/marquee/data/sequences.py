@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-CATEGORICAL = ("event", "hour", "dow", "device")
-CONTEXT = ("hour", "dow", "device")
 
 
 def feature_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:

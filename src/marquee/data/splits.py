@@ -40,8 +40,9 @@ class Split:
     _seen: dict[str, SeenItems] = field(default_factory=dict, init=False, repr=False)
 
     def targets(self, stage: str) -> pd.DataFrame:
-        """The rows to predict at ``stage`` ('val' or 'test')."""
-        return {"val": self.val, "test": self.test}[_check_stage(stage)]
+        """The rows to predict at ``stage`` ('val' or 'test'): its positive events (a skip is never a target)."""
+        part = {"val": self.val, "test": self.test}[_check_stage(stage)]
+        return part[self.log.events.is_positive(part["event"])]
 
     def history(self, stage: str) -> pd.DataFrame:
         """Rows visible when predicting ``stage``, sorted by user then time."""
@@ -59,8 +60,9 @@ class Split:
 
     @cached_property
     def item_counts(self) -> np.ndarray:
-        """Training interactions per item id (index 0 is padding): the only popularity marquee uses."""
-        return np.bincount(self.train["item_id"].to_numpy(), minlength=self.log.n_items + 1)
+        """Positive training events per item id (index 0 is padding): the only popularity marquee uses."""
+        positive = self.train[self.log.events.is_positive(self.train["event"])]
+        return np.bincount(positive["item_id"].to_numpy(), minlength=self.log.n_items + 1)
 
     def summary(self) -> dict[str, int | float | str]:
         """Sizes of each part, for printing and for the run record."""
@@ -87,10 +89,13 @@ def _empty(log: InteractionLog) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class LeaveOneOut:
-    """Per user, the last interaction by time is test, the second last validation, the rest train.
+    """Per user, the last positive event by time is test, the second last validation, the rest train.
 
-    Users with fewer than ``min_interactions`` (at least 3) keep all rows in training and are not
-    evaluated; their count is logged. Ties in time keep the source file's order.
+    A not-positive event (a skip) goes with the next positive event after it: skips between the
+    second-last and the last positive event are validation rows (history when predicting test), skips
+    after the last one are test rows (never seen by training, never targets). Users with fewer than
+    ``min_interactions`` (at least 3) positive events keep all rows in training and are not evaluated;
+    their count is logged. Ties in time keep the source file's order.
     """
 
     min_interactions: int = 3
@@ -99,15 +104,18 @@ class LeaveOneOut:
         if self.min_interactions < 3:
             raise DataError("split.min_interactions must be >= 3: one train, one validation and one test row")
         frame = log.interactions  # sorted by user, then time (InteractionLog's invariant)
-        from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
-        size = frame.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
+        positive = pd.Series(log.events.is_positive(frame["event"]).astype(np.int64), index=frame.index)
+        # per row: the positive events at or after it in the user's history (1 at the last positive, 0 after it)
+        after = positive[::-1].groupby(frame["user_id"][::-1], sort=False).cumsum()[::-1].to_numpy()
+        size = positive.groupby(frame["user_id"], sort=False).transform("sum").to_numpy()
         evaluated = size >= self.min_interactions
         short = frame.loc[~evaluated, "user_id"].nunique()
         if short:
-            logger.info("%s: %d users with fewer than %d interactions stay in training only",
+            logger.info("%s: %d users with fewer than %d positive events stay in training only",
                         log.name, short, self.min_interactions)
-        test = evaluated & (from_end == 0)
-        val = evaluated & (from_end == 1)
+        is_positive = positive.to_numpy().astype(bool)
+        test = evaluated & ((after == 0) | ((after == 1) & is_positive))
+        val = evaluated & (((after == 1) & ~is_positive) | ((after == 2) & is_positive))
         return Split(log, frame[~(test | val)], frame[val], frame[test], "leave_one_out")
 
 
@@ -177,3 +185,31 @@ class UserHoldout:
         }
         return Split(log, frame[user_role == 0], parts["val"], parts["test"], "user_holdout",
                      parts["val_fold_in"], parts["test_fold_in"])
+
+
+@dataclass(frozen=True)
+class ItemHoldout:
+    """Hold out whole items (cold items): none of their interactions trains; they are the targets to predict.
+
+    A random ``val_fraction`` / ``test_fraction`` of the items with at least ``min_interactions``
+    are validation / test items; every interaction with them is a target of that stage. Users are
+    evaluated from their training history (interactions with the other items).
+    """
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    min_interactions: int = 1
+    seed: int = 0
+
+    def __call__(self, log: InteractionLog) -> Split:
+        frame = log.interactions
+        counts = np.bincount(frame["item_id"].to_numpy(), minlength=log.n_items + 1)
+        eligible = np.flatnonzero(counts >= self.min_interactions)
+        role = holdout_roles(eligible[eligible > 0], log.n_items, self.val_fraction, self.test_fraction, self.seed)
+        item_role = role[frame["item_id"].to_numpy()]
+        return Split(log, frame[item_role == 0], frame[item_role == 1], frame[item_role == 2], "item_holdout")
+
+    @staticmethod
+    def items(split: Split, stage: str) -> np.ndarray:
+        """The cold items of ``stage``: (C,) ids, sorted."""
+        return np.unique(split.targets(stage)["item_id"].to_numpy(np.int64))

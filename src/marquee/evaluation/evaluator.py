@@ -12,11 +12,12 @@ import pandas as pd
 import torch
 
 from marquee.data.atomic import update_json, write_parquet
-from marquee.data.datamodules import EvaluationDataModule
+from marquee.data.evaluation_data import EvaluationData
+from marquee.data.splits import Split
 from marquee.evaluation import beyond_accuracy as ba
-from marquee.evaluation.distributed import gather_ranked
 from marquee.evaluation.metrics import accuracy_metrics
-from marquee.evaluation.ranking import RankedUsers, rank_users
+from marquee.evaluation.ranked import RankedUsers
+from marquee.evaluation.ranking import RankingAccumulator, rank_users
 from marquee.evaluation.sampled import NegativeSampler
 from marquee.evaluation.slices import activity_buckets, metadata_labels, popularity_buckets
 from marquee.evaluation.statistics import bootstrap_cis
@@ -61,6 +62,8 @@ class Evaluator:
     repeat-consumption data). ``item_chunk`` bounds memory by scoring that many items at a time.
     ``sampled`` (e.g. ``{n_negatives: 100, strategy: uniform}``) adds sampled-negative metrics beside
     the full ones, with a warning. ``user_meta_slices`` names user metadata columns to slice by.
+    ``batch_size`` users are ranked at a time on ``device`` (``auto``: the GPU when there is one);
+    ``history`` is what a model reads (see :class:`~marquee.data.evaluation_data.EvaluationData`).
     """
 
     ks: list[int] = field(default_factory=lambda: [10, 20, 50])
@@ -72,6 +75,10 @@ class Evaluator:
     sampled: dict | None = None
     user_meta_slices: list[str] = field(default_factory=list)
     progress: bool = True
+    batch_size: int = 1024
+    history: str = "visible"
+    device: str = "auto"
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.seen not in ("mask", "keep"):
@@ -80,33 +87,58 @@ class Evaluator:
             raise ValueError(f"evaluation.ks must be positive integers, got {self.ks}")
         self.ks = sorted(int(k) for k in self.ks)
 
-    def evaluate_stages(self, model: Recommender, datamodule: EvaluationDataModule, stages: list[str],
+    def data(self, split: Split, max_len: int | None) -> EvaluationData:
+        """The evaluation rows of ``split`` for a model that reads ``max_len`` history items."""
+        return EvaluationData(split, max_len, self.batch_size, self.num_workers, self.history)
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def accumulator(self, data: EvaluationData, stage: str) -> RankingAccumulator:
+        """The ranking accumulator of ``stage``: validation during training feeds the same one."""
+        return RankingAccumulator(data.seen(stage) if self.seen == "mask" else None, max(self.ks), self.item_chunk)
+
+    def accuracy(self, ranked: RankedUsers) -> dict[str, float]:
+        """Mean accuracy metrics (``ndcg@10`` ...) of a ranking pass: what validation logs."""
+        return {name: float(np.mean(values)) for name, values in accuracy_metrics(ranked.ranks, self.ks).items()}
+
+    def evaluate_stages(self, model: Recommender, data: EvaluationData, stages: list[str],
                         output_dir: str | Path) -> dict[str, float]:
-        """Evaluate each stage, save its files into ``output_dir``, print its table; return all metrics."""
+        """Evaluate each stage, save its files into ``output_dir``, print its table; return all metrics.
+
+        A model made of parts (a cascade) has each part evaluated beside it, as ``<part>/<stage>/...``.
+        """
         metrics: dict[str, float] = {}
         for stage in stages:
-            result = self.evaluate(model, datamodule, stage)
+            result = self.evaluate(model, data, stage)
             result.save(output_dir)
             metrics.update(result.metrics)
             print(result.table())
+            for name, part in model.evaluated_parts().items():
+                metrics.update({f"{name}/{k}": v for k, v in self.evaluate(part, data, stage).metrics.items()
+                                if "/slice/" not in k})
+        if metrics:
+            update_json(metrics, Path(output_dir) / "metrics.json")
         return metrics
 
-    def evaluate(self, model: Recommender, datamodule: EvaluationDataModule, stage: str = "test",
-                 device: torch.device | str = "cpu") -> Evaluation:
-        """Evaluate ``model`` on ``stage`` ('val' or 'test') of the datamodule's split."""
-        split = datamodule.split
+    def evaluate(self, model: Recommender, data: EvaluationData, stage: str = "test") -> Evaluation:
+        """Evaluate ``model`` on ``stage`` ('val' or 'test') of the data's split, on :attr:`device`."""
+        split = data.split
         missing = [c for c in self.user_meta_slices if c not in split.log.user_meta]
         if missing:  # checked before ranking, not after it
             raise ValueError(f"evaluation.user_meta_slices: no user metadata column(s) {missing}; "
                              f"have {list(split.log.user_meta.columns)}")
-        seen = datamodule.seen(stage)
+        seen = data.seen(stage)
         sampler = None
         if self.sampled:
             sampler = NegativeSampler(item_counts=torch.as_tensor(split.item_counts), seed=self.seed, **self.sampled)
+        device = self.resolved_device()
+        model.to(device)
         started = time.perf_counter()
-        ranked = rank_users(model, datamodule.eval_dataloader(stage), seen if self.seen == "mask" else None,
+        ranked = rank_users(model, data.eval_dataloader(stage), seen if self.seen == "mask" else None,
                             max(self.ks), self.item_chunk, device, sampler, self.progress)
-        ranked = gather_ranked(ranked)
         accuracy = accuracy_metrics(ranked.ranks, self.ks)
         rank_seconds = time.perf_counter() - started  # ranking + accuracy metrics: what other frameworks time
         per_user = self._per_user(ranked, accuracy, split, seen)
@@ -114,6 +146,7 @@ class Evaluator:
         seconds = time.perf_counter() - started
         metrics[f"{stage}/n_users"] = float(len(ranked.users))
         metrics[f"{stage}/rank_seconds"] = rank_seconds
+        metrics[f"{stage}/ms_per_user"] = 1000 * rank_seconds / max(len(ranked.users), 1)
         metrics[f"{stage}/seconds"] = seconds
         return Evaluation(stage, per_user, metrics, ranked.top_items, seconds)
 

@@ -13,13 +13,13 @@ target tied with the k_max-th score needs a count over the whole catalog.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from marquee.data.seen import SeenItems
+from marquee.evaluation.ranked import RankedUsers, gather_ranked
 from marquee.models.base import Recommender
 
 NEG_INF = float("-inf")
@@ -107,15 +107,46 @@ def check_finite_top(top_scores: torch.Tensor, k_max: int) -> None:
         raise ValueError(f"k_max={k_max} exceeds the number of unseen items of some user; lower the largest k")
 
 
-@dataclass
-class RankedUsers:
-    """What one ranking pass over evaluation users yields, on CPU."""
+class RankingAccumulator:
+    """Streams user batches through :func:`rank_batch` and keeps what the metrics need, on CPU.
 
-    users: np.ndarray  # (U,) user ids
-    targets: np.ndarray  # (U, T) target item ids, 0 for padding
-    ranks: np.ndarray  # (U, T) pessimistic target ranks, k_max + 1 for any rank beyond k_max, 0 for padding
-    top_items: np.ndarray  # (U, k_max) best-first item ids
-    sampled_ranks: np.ndarray | None = None  # (U, T) ranks among sampled negatives, when asked for
+    The one ranking path of marquee: validation during training and the final evaluation both feed
+    it, so the two cannot disagree. ``seen`` masks each user's already-seen items (None keeps them)
+    and is handed to the model as each row's ``exclude`` items; ``item_chunk`` scores that many items
+    at a time; ``sampler`` adds sampled-negative ranks. :meth:`result` gathers every DDP rank's users.
+    """
+
+    def __init__(self, seen: SeenItems | None, k_max: int, item_chunk: int | None = None,
+                 sampler: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+        self.seen, self.k_max, self.item_chunk, self.sampler = seen, k_max, item_chunk, sampler
+        self._parts: dict[str, list[torch.Tensor]] = {"users": [], "targets": [], "ranks": [], "top": [], "sampled": []}
+
+    def add(self, model: Recommender, batch: dict[str, torch.Tensor]) -> None:
+        """Rank one batch (already on the model's device); call under ``torch.inference_mode()``, model in eval mode."""
+        if self.seen is not None:
+            batch = {**batch, "exclude": self.seen.padded(batch["user"])}
+        ranks, top, sampled = rank_batch(model, batch, self.seen, self.k_max, self.item_chunk, self.sampler)
+        for name, value in (("users", batch["user"]), ("targets", batch["targets"]), ("ranks", ranks), ("top", top),
+                            ("sampled", sampled)):
+            if value is not None:
+                self._parts[name].append(value.cpu())
+
+    @property
+    def n_batches(self) -> int:
+        return len(self._parts["users"])
+
+    def result(self) -> RankedUsers:
+        """Every user ranked so far (all ranks' under DDP), sorted by user id there."""
+        parts = self._parts
+        if not parts["users"]:
+            raise ValueError("no evaluation rows were ranked: the stage has no evaluated users")
+        return gather_ranked(RankedUsers(
+            users=torch.cat(parts["users"]).numpy(),
+            targets=_cat_right_padded(parts["targets"]),
+            ranks=_cat_right_padded(parts["ranks"]),
+            top_items=torch.cat(parts["top"]).numpy(),
+            sampled_ranks=_cat_right_padded(parts["sampled"]) if parts["sampled"] else None,
+        ))
 
 
 def rank_users(
@@ -128,32 +159,13 @@ def rank_users(
     sampler: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     progress: bool = True,
 ) -> RankedUsers:
-    """Rank the whole catalog for every user ``loader`` yields, in user batches and, optionally, item chunks.
-
-    ``seen`` masks each user's already-seen items (None keeps them). With ``item_chunk`` the model
-    scores at most that many items at a time, so memory stays at batch x chunk whatever the catalog
-    size. ``sampler(scores, mask, targets)`` returns target ranks among sampled negatives, for
-    the sampled metrics (full-catalog scoring only).
-    """
-    out: dict[str, list[torch.Tensor]] = {"users": [], "targets": [], "ranks": [], "top": [], "sampled": []}
+    """Rank the whole catalog for every user ``loader`` yields on ``device`` (see :class:`RankingAccumulator`)."""
+    accumulator = RankingAccumulator(seen, k_max, item_chunk, sampler)
     model.eval()
     with torch.inference_mode():
         for batch in tqdm(loader, desc="ranking", unit="batch", disable=not progress, leave=False):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            ranks, top, sampled = rank_batch(model, batch, seen, k_max, item_chunk, sampler)
-            out["users"].append(batch["user"].cpu())
-            out["targets"].append(batch["targets"].cpu())
-            out["ranks"].append(ranks.cpu())
-            out["top"].append(top.cpu())
-            if sampled is not None:
-                out["sampled"].append(sampled.cpu())
-    return RankedUsers(
-        users=torch.cat(out["users"]).numpy(),
-        targets=_cat_right_padded(out["targets"]),
-        ranks=_cat_right_padded(out["ranks"]),
-        top_items=torch.cat(out["top"]).numpy(),
-        sampled_ranks=_cat_right_padded(out["sampled"]) if out["sampled"] else None,
-    )
+            accumulator.add(model, {k: v.to(device) for k, v in batch.items()})
+    return accumulator.result()
 
 
 def rank_batch(

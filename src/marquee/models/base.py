@@ -1,28 +1,38 @@
-"""The contract every retrieval or ranking model keeps, so one evaluator serves all of them."""
+"""The contract every retrieval or ranking model keeps, so one evaluator, one saver and one fitter serve all of them."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from marquee.data.catalog import Catalog
 from marquee.data.splits import Split
 
 
 class Recommender(nn.Module):
     """A model that scores items for a batch of evaluation rows.
 
-    ``score(batch, items=None)`` returns ``(B, n_items + 1)`` scores over the whole catalog (column 0
-    is padding and is ignored), or, given candidate ``items`` as a ``(C,)`` tensor shared by the
-    batch or a ``(B, C)`` tensor per row, ``(B, C)`` scores for those. The returned tensor belongs to
-    the caller, who may overwrite it (the evaluator writes -inf over seen items): never return a
+    Built from the data's :class:`~marquee.data.catalog.Catalog` (passed explicitly, saved with the
+    model). ``score(batch, items=None)`` returns ``(B, n_items + 1)`` scores over the whole catalog
+    (column 0 is padding and is ignored), or, given candidate ``items`` as a ``(C,)`` tensor shared by
+    the batch or a ``(B, C)`` tensor per row, ``(B, C)`` scores for those. The returned tensor belongs
+    to the caller, who may overwrite it (the evaluator writes -inf over seen items): never return a
     buffer of the model itself; views are copied. ``batch`` is what
     :class:`marquee.data.datasets.EvaluationUsers` yields: ``user`` (B,), the left-padded history
-    ``items`` (B, L) with its side features, and the target context (``target_hour`` ...).
+    ``items`` (B, L) with its side features, the target context (``target_hour`` ...) and, when the
+    evaluator masks them, ``exclude`` (B, E): items the row must not be shown (0 pads).
+    ``max_len`` is how many of the latest history items the model reads (None: all of them); the
+    data it trains and is evaluated on is cut to it.
     """
 
-    def __init__(self, n_items: int):
+    max_len: int | None = None
+
+    def __init__(self, catalog: Catalog):
         super().__init__()
-        self.n_items = n_items
+        self.catalog = catalog
+        self.n_items = catalog.n_items
 
     def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -35,6 +45,16 @@ class Recommender(nn.Module):
         if items.dim() == 1:
             return scores[:, items]
         return scores.gather(1, items)
+
+    def evaluated_parts(self) -> dict[str, Recommender]:
+        """Parts of a composed system worth measuring beside it (a cascade's retriever alone); most have none."""
+        return {}
+
+    def save_artifacts(self, directory: str | Path) -> None:
+        """Write what the state dict cannot hold (an ANN index) into ``directory``; most models have nothing."""
+
+    def load_artifacts(self, directory: str | Path) -> None:
+        """Read back what :meth:`save_artifacts` wrote."""
 
 
 class FittedRecommender(Recommender):
@@ -49,8 +69,14 @@ class TrainableRecommender(Recommender):
     """A model trained by gradient descent; :class:`marquee.training.module.RecommenderModule` drives it.
 
     ``training_loss(batch)`` returns a scalar loss for one batch of the configured datamodule's
-    ``train_dataloader`` (or a dict with a ``loss`` entry and other scalars to log).
+    ``train_dataloader`` (or a dict with a ``loss`` entry and other scalars to log); it changes no
+    state of the model, so it may be called again (to count FLOPs) without effect. State that
+    follows the data seen in training (a streaming frequency estimate, which items were trained)
+    is updated in :meth:`observe`, called once after every training step.
     """
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def observe(self, batch: dict[str, torch.Tensor]) -> None:
+        """Record a training batch that has just been stepped on; most models keep no such state."""

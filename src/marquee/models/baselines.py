@@ -1,9 +1,10 @@
 """Baselines that keep learned models honest: random, popularity, recent popularity, ItemKNN and EASE.
 
-Each is a :class:`FittedRecommender`: ``fit(split)`` reads ``split.train`` only and fills registered
-buffers whose shapes follow from the constructor's arguments, so a fresh instance built with the same
-arguments takes a fitted model's ``state_dict()``. ItemKNN and EASE read the binary user×item
-training matrix (repeats and event types count once) and score a batch's whole history.
+Each is a :class:`FittedRecommender`: ``fit(split)`` reads the positive events of ``split.train``
+only and fills registered buffers whose shapes follow from the catalog and the constructor's
+arguments, so a fresh instance built with the same arguments takes a fitted model's ``state_dict()``.
+ItemKNN and EASE read the binary user×item training matrix (repeats and event types count once) and
+score a batch's whole history; both check before allocating that their item×item matrices fit in memory.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from marquee.data.catalog import Catalog
 from marquee.data.splits import Split
 from marquee.models.base import FittedRecommender
+from marquee.models.memory import check_memory, gib
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +30,17 @@ _BLOCK_ENTRIES = 1 << 26
 DENSE_SIMILARITY_MAX_ITEMS = 10_000
 # EASE inverts in float64 up to this many items; above it float32 (the ridge keeps G well conditioned)
 EASE_FLOAT64_MAX_ITEMS = 10_000
+_ENTRY = 4  # bytes of a float32 matrix entry
+MEMORY_ALTERNATIVES = ("keep fewer items with data.filters.item_core=N (items with at least N interactions), "
+                       "or a model whose memory grows with the catalog rather than its square: model=itemknn "
+                       "above 10,000 items (sparse similarity), model=two_tower or model=sasrec.")
 
 
 class RandomRecommender(FittedRecommender):
     """Uniform random scores, a fixed function of (seed, user, item) so any batching reproduces them."""
 
-    def __init__(self, n_items: int, seed: int = 0):
-        super().__init__(n_items)
+    def __init__(self, catalog: Catalog, seed: int = 0):
+        super().__init__(catalog)
         self.seed = seed
 
     def fit(self, split: Split) -> RandomRecommender:
@@ -54,8 +61,8 @@ class RandomRecommender(FittedRecommender):
 class _Baseline(FittedRecommender):
     """A counting or closed-form model: checks the catalog on fit and refuses to score before it is fitted."""
 
-    def __init__(self, n_items: int):
-        super().__init__(n_items)
+    def __init__(self, catalog: Catalog):
+        super().__init__(catalog)
         # a buffer, so a loaded state_dict marks the model fitted too
         self.register_buffer("fitted", torch.tensor(False))
 
@@ -71,9 +78,9 @@ class _Baseline(FittedRecommender):
 class _Popularity(_Baseline):
     """Scores every item by one global weight per item, the same for every user."""
 
-    def __init__(self, n_items: int):
-        super().__init__(n_items)
-        self.register_buffer("popularity", torch.zeros(n_items + 1))  # (n_items + 1,)
+    def __init__(self, catalog: Catalog):
+        super().__init__(catalog)
+        self.register_buffer("popularity", torch.zeros(self.n_items + 1))  # (n_items + 1,)
 
     def score(self, batch: dict[str, torch.Tensor], items: torch.Tensor | None = None) -> torch.Tensor:
         self._check_fitted()
@@ -99,15 +106,15 @@ class RecentPopular(_Popularity):
     ``half_life_days`` is read as a number of interactions.
     """
 
-    def __init__(self, n_items: int, half_life_days: float = 7.0):
+    def __init__(self, catalog: Catalog, half_life_days: float = 7.0):
         if not half_life_days > 0:
             raise ValueError(f"RecentPopular: half_life_days must be > 0, got {half_life_days}")
-        super().__init__(n_items)
+        super().__init__(catalog)
         self.half_life_days = half_life_days
 
     def fit(self, split: Split) -> RecentPopular:
         _check_catalog(self, split)
-        train = split.train
+        train = _positive_train(split)
         t = train["timestamp"].to_numpy(np.float64)
         if split.log.ordinal_time:
             log.info(
@@ -122,6 +129,33 @@ class RecentPopular(_Popularity):
         return self._done()
 
 
+class GenrePopularity(_Popularity):
+    """An item scores the mean, over its genres, of the positive training events per item of that genre.
+
+    The popularity a brand-new title can have: it has no interactions, but its genres do.
+    """
+
+    def __init__(self, catalog: Catalog):
+        super().__init__(catalog)
+        if catalog.n_genres == 0:
+            raise ValueError("GenrePopularity needs item genres, and this catalog has none")
+        self.register_buffer("item_genres", catalog.item_genres, persistent=False)  # (n_items + 1, G), 0 = padding
+        self.n_genres = catalog.n_genres
+
+    def fit(self, split: Split) -> GenrePopularity:
+        _check_catalog(self, split)
+        counts = torch.as_tensor(split.item_counts, dtype=torch.float32)  # (n_items + 1,)
+        warm = (counts > 0).float()
+        genres = self.item_genres  # (n_items + 1, G)
+        present = (genres > 0).float()
+        flat = genres.flatten()
+        per_genre = torch.zeros(self.n_genres + 1).index_add_(0, flat, (counts[:, None] * present).flatten())
+        items_per_genre = torch.zeros(self.n_genres + 1).index_add_(0, flat, (warm[:, None] * present).flatten())
+        rate = per_genre / items_per_genre.clamp(min=1)  # (G + 1,) positive events per warm item of the genre
+        self.popularity.copy_((rate[genres] * present).sum(1) / present.sum(1).clamp(min=1))
+        return self._done()
+
+
 class ItemKNN(_Baseline):
     """Item-item cosine similarity on the binary training matrix, pruned to each item's ``k`` nearest.
 
@@ -132,12 +166,16 @@ class ItemKNN(_Baseline):
     neighbours (ascending id, weight 0 where ``j`` has fewer than ``k``).
     """
 
-    def __init__(self, n_items: int, k: int = 100, shrink: float = 0.0):
+    def __init__(self, catalog: Catalog, k: int = 100, shrink: float = 0.0):
         if k < 1 or shrink < 0:
             raise ValueError(f"ItemKNN: need k >= 1 and shrink >= 0, got k={k}, shrink={shrink}")
-        super().__init__(n_items)
+        super().__init__(catalog)
+        n_items = self.n_items
         self.k, self.shrink = k, shrink
         width = min(k, n_items)
+        if n_items <= DENSE_SIMILARITY_MAX_ITEMS:  # the dense similarity cache; above it the cache is sparse
+            check_memory(f"ItemKNN on {n_items:,} items", 2 * _ENTRY * (n_items + 1) ** 2,
+                         "its dense item-item similarity, built and transposed", MEMORY_ALTERNATIVES)
         self.register_buffer("neighbors", torch.zeros(n_items + 1, width, dtype=torch.long))  # (n_items + 1, k)
         self.register_buffer("weights", torch.zeros(n_items + 1, width))  # (n_items + 1, k)
 
@@ -197,11 +235,18 @@ class EASE(_Baseline):
     ``(n_items + 1, n_items + 1)`` matrix; padding and untrained items get zero rows and columns.
     """
 
-    def __init__(self, n_items: int, l2: float = 500.0):
+    def __init__(self, catalog: Catalog, l2: float = 500.0):
         if not l2 > 0:
             raise ValueError(f"EASE: l2 must be > 0 (G must be invertible), got {l2}")
-        super().__init__(n_items)
+        super().__init__(catalog)
+        n_items = self.n_items
         self.l2 = l2
+        matrix = _ENTRY * (n_items + 1) ** 2
+        wide = 2 if n_items <= EASE_FLOAT64_MAX_ITEMS else 1  # the inversion runs in float64 up to that size
+        # at the peak: the float32 weights, and two inversion-precision matrices (G's Cholesky factor and P)
+        check_memory(f"EASE on {n_items:,} items", matrix + 2 * wide * matrix,
+                     f"{n_items + 1:,} x {n_items + 1:,} matrices: the float32 weights ({gib(matrix)}), the Gram "
+                     f"matrix's Cholesky factor and its inverse in float{32 * wide}", MEMORY_ALTERNATIVES)
         self.register_buffer("weights", torch.zeros(n_items + 1, n_items + 1))  # (n_items + 1, n_items + 1)
 
     def fit(self, split: Split) -> EASE:
@@ -228,6 +273,11 @@ class EASE(_Baseline):
         return self.select(scores, items)
 
 
+def _positive_train(split: Split):
+    """The training rows that are positive events: what every baseline counts (a skip is no vote for a title)."""
+    return split.train[split.log.events.is_positive(split.train["event"])]
+
+
 def _check_catalog(model: FittedRecommender, split: Split) -> None:
     if split.log.n_items != model.n_items:
         raise ValueError(
@@ -239,7 +289,8 @@ def _check_catalog(model: FittedRecommender, split: Split) -> None:
 def _binary_pairs(split: Split) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (user, item) training pairs, sorted by item then user: the binary user×item matrix."""
     width = split.log.n_users + 1
-    keys = np.unique(split.train["item_id"].to_numpy(np.int64) * width + split.train["user_id"].to_numpy(np.int64))
+    train = _positive_train(split)
+    keys = np.unique(train["item_id"].to_numpy(np.int64) * width + train["user_id"].to_numpy(np.int64))
     return keys % width, keys // width
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from marquee.data.catalog import Catalog
+from marquee.data.datasets import target_weights
 from marquee.models.base import TrainableRecommender
 from marquee.models.sequence_inputs import SequenceInputs, TargetContext, _check_side
 from marquee.models.sequence_losses import NextItemLoss
@@ -24,15 +26,14 @@ class SASRec(TrainableRecommender):
     ``value``, ``time``, ``device``.
     """
 
-    def __init__(self, n_items: int, max_len: int = 50, hidden: int = 64, layers: int = 2, heads: int = 2,
+    def __init__(self, catalog: Catalog, max_len: int = 50, hidden: int = 64, layers: int = 2, heads: int = 2,
                  inner: int | None = None, dropout: float = 0.2, side_inputs: list[str] | tuple[str, ...] = (),
                  tie_weights: bool = True, bidirectional: bool = False, mask_prob: float = 0.2,
-                 loss: dict | None = None, n_genres: int = 0, item_genres: torch.Tensor | None = None,
-                 n_events: int = 0, n_devices: int = 0, item_counts: torch.Tensor | None = None,
-                 init_std: float = 0.02):
-        super().__init__(n_items)
+                 loss: dict | None = None, init_std: float = 0.02):
+        super().__init__(catalog)
+        n_items = self.n_items
         if not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"SASRec needs a positive max_len (got {max_len!r}): run it with datamodule=sequences")
+            raise ValueError(f"SASRec needs a positive integer max_len, got {max_len!r}")
         side = _check_side(list(side_inputs))
         if bidirectional and {"event", "value"} & set(side):
             raise ValueError("BERT4Rec hides the item at masked positions but would still read its event and "
@@ -41,18 +42,17 @@ class SASRec(TrainableRecommender):
         self.mask_token = n_items + 1
         self.item_embedding = nn.Embedding(n_items + 2, hidden, padding_idx=0)  # + BERT4Rec's mask token
         self.output_embedding = None if tie_weights else nn.Embedding(n_items + 1, hidden, padding_idx=0)
-        self.inputs = SequenceInputs(self.item_embedding, hidden, max_len + 1, dropout, side, item_genres, n_genres,
-                                     n_events, n_devices)
+        self.inputs = SequenceInputs(self.item_embedding, hidden, max_len + 1, dropout, side, catalog)
         layer = nn.TransformerEncoderLayer(hidden, heads, inner or 4 * hidden, dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(hidden), enable_nested_tensor=False)
         self.heads = heads
         # BERT4Rec's mask position carries the target's context in its own input; SASRec fuses it at the output
-        self.context = TargetContext(hidden, () if bidirectional else side, n_devices)
+        self.context = TargetContext(hidden, () if bidirectional else side, catalog.context)
         # BERT4Rec's prediction head: its states mix the context items' own (tied) embeddings, which the
         # head maps away from before the dot product with the item table
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden)) if bidirectional else None
-        self.loss_fn = NextItemLoss(**(loss or {}), item_counts=item_counts, n_items=n_items)
+        self.loss_fn = NextItemLoss(**(loss or {}), item_counts=catalog.item_counts, n_items=n_items)
         self._init_weights(init_std)
 
     def _init_weights(self, std: float) -> None:
@@ -140,8 +140,9 @@ class SASRec(TrainableRecommender):
         else:
             states = self.context(self.sequence_states(batch), batch)  # (B, L, hidden)
             targets = batch["targets"]  # (B, L), 0 = padding
-        trained = targets > 0
-        loss = self.loss_fn(states[trained], targets[trained], self.item_table())
+        weights, positive = target_weights(batch, targets)  # (B, L) each: the target event's weight and kind
+        trained = (targets > 0) & (weights > 0)
+        loss = self.loss_fn(states[trained], targets[trained], self.item_table(), weights[trained], positive[trained])
         return {"loss": loss, "positions": trained.sum().float()}
 
     def _cloze_states(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

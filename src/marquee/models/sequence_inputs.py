@@ -11,8 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from marquee.data.catalog import Catalog
+from marquee.data.context import ContextSpec, gap_bucket
+
 SIDE_INPUTS = ("genres", "event", "value", "time", "device")
-GAP_BUCKETS = 32  # log2 buckets of seconds since the previous event: 1 s ... ~68 years
+TARGET_CONTEXT = {"time": ("hour", "dow"), "device": ("device",)}  # side-input switch -> context features
 
 
 def _check_side(side_inputs: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -33,29 +36,30 @@ class SequenceInputs(nn.Module):
     """(B, L) item ids and their side features -> (B, L, hidden) input embeddings (dropout applied)."""
 
     def __init__(self, item_embedding: nn.Embedding, hidden: int, max_len: int, dropout: float,
-                 side_inputs: tuple[str, ...] = (), item_genres: torch.Tensor | None = None, n_genres: int = 0,
-                 n_events: int = 0, n_devices: int = 0):
+                 side_inputs: tuple[str, ...], catalog: Catalog):
         super().__init__()
         self.side = _check_side(side_inputs)
         self.item_embedding = item_embedding
         self.position = nn.Embedding(max_len, hidden)
+        context = catalog.context
         if "genres" in self.side:
-            if item_genres is None or n_genres == 0:
+            if catalog.n_genres == 0:
                 raise ValueError("side input 'genres' needs item genres, and this catalog has none")
+            genres = catalog.item_genres
             # one padding row more than the catalog, for BERT4Rec's mask token
-            table = torch.cat([item_genres, torch.zeros(1, item_genres.shape[1], dtype=item_genres.dtype)])
+            table = torch.cat([genres, torch.zeros(1, genres.shape[1], dtype=genres.dtype)])
             self.register_buffer("item_genres", table, persistent=False)  # (n_items + 2, G)
-            self.genre = nn.Embedding(n_genres + 1, hidden, padding_idx=0)
+            self.genre = nn.Embedding(catalog.n_genres + 1, hidden, padding_idx=0)
         if "event" in self.side:
-            self.event = nn.Embedding(n_events + 1, hidden, padding_idx=0)
+            self.event = nn.Embedding(catalog.n_events + 1, hidden, padding_idx=0)
         if "value" in self.side:
             self.value = nn.Linear(1, hidden)
         if "time" in self.side:
-            self.hour = nn.Embedding(25, hidden, padding_idx=0)
-            self.dow = nn.Embedding(8, hidden, padding_idx=0)
-            self.gap = nn.Embedding(GAP_BUCKETS + 1, hidden, padding_idx=0)
+            self.hour = nn.Embedding(context.size("hour"), hidden, padding_idx=0)
+            self.dow = nn.Embedding(context.size("dow"), hidden, padding_idx=0)
+            self.gap = nn.Embedding(context.size("gap"), hidden, padding_idx=0)
         if "device" in self.side:
-            self.device_embedding = nn.Embedding(n_devices + 1, hidden, padding_idx=0)
+            self.device_embedding = nn.Embedding(context.size("device"), hidden, padding_idx=0)
         self.norm = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout)
 
@@ -79,9 +83,7 @@ class SequenceInputs(nn.Module):
         if "time" in self.side:
             x = x + self.hour(_need(batch, "hour", "time")) + self.dow(_need(batch, "dow", "time"))
             if use_gap:
-                gap = _need(batch, "gap", "time")
-                bucket = torch.where(gap > 0, torch.log2(gap.clamp(min=1)).long() + 1, 0).clamp(max=GAP_BUCKETS)
-                x = x + self.gap(bucket)
+                x = x + self.gap(gap_bucket(_need(batch, "gap", "time")))
         if "device" in self.side:
             x = x + self.device_embedding(_need(batch, "device", "device"))
         padding = (items == 0).unsqueeze(-1)
@@ -95,16 +97,12 @@ class TargetContext(nn.Module):
     residual keeps the context-free state intact when the context says nothing.
     """
 
-    def __init__(self, hidden: int, side_inputs: tuple[str, ...], n_devices: int = 0):
+    def __init__(self, hidden: int, side_inputs: tuple[str, ...], context: ContextSpec):
         super().__init__()
-        self.keys: list[tuple[str, str]] = []
-        tables = {}
-        if "time" in side_inputs:
-            tables["hour"], tables["dow"] = nn.Embedding(25, hidden, padding_idx=0), nn.Embedding(8, hidden, padding_idx=0)
-            self.keys += [("hour", "time"), ("dow", "time")]
-        if "device" in side_inputs:
-            tables["device"] = nn.Embedding(n_devices + 1, hidden, padding_idx=0)
-            self.keys.append(("device", "device"))
+        # (context feature, the side-input switch that turns it on)
+        self.keys = [(f, switch) for switch, features in TARGET_CONTEXT.items() if switch in side_inputs
+                     for f in features]
+        tables = {f: nn.Embedding(context.size(f), hidden, padding_idx=0) for f, _ in self.keys}
         self.tables = nn.ModuleDict(tables)
         self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden)) if tables else None
 

@@ -2,9 +2,11 @@
 BCE with one negative (the original SASRec) and gBCE (gSASRec, Petrov & Macdonald 2023).
 
 Every loss takes the states of all trained positions at once, ``states`` (N, d), their target ids
-``targets`` (N,), and the output item table ``items`` (n_items + 1, d) whose row 0 is padding.
-Written here because each is a few lines over that table and no maintained library ships them for
-arbitrary item tables.
+``targets`` (N,), and the output item table ``items`` (n_items + 1, d) whose row 0 is padding;
+optionally a weight per position and which positions are "not positive" events (a skip, say),
+whose target is pushed down instead of up. Written here because each is a few lines over that table
+and no maintained library ships them for arbitrary item tables; the sampled softmax is the one in
+:mod:`marquee.models.sampled_softmax`, shared with two-tower retrieval.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from marquee.models import sampled_softmax as core
 
 LOSSES = ("ce", "sampled_softmax", "bce", "gbce")
 
@@ -48,35 +52,64 @@ class NextItemLoss:
         flat = torch.multinomial(self.q.to(device), math.prod(shape), replacement=True)
         return flat.view(shape)
 
-    def __call__(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def __call__(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor,
+                 weights: torch.Tensor | None = None, positive: torch.Tensor | None = None) -> torch.Tensor:
+        """``sum(w * term) / sum(w)`` over positions; ``weights`` (N,) default 1, ``positive`` (N,) bool default True.
+
+        A positive position's term is the configured loss; a not-positive one (a skip, say) asks for
+        its target to be less likely: unlikelihood ``-log(1 - p)`` over the same logits for the
+        softmax losses, ``softplus(score)`` (the target as a negative) for bce and gbce.
+        """
         if self.name == "ce":
-            logits = states @ items.T  # (N, n_items + 1)
-            logits[:, 0] = float("-inf")
-            return F.cross_entropy(logits, targets)
-        if self.name == "sampled_softmax":
-            return self._sampled_softmax(states, targets, items)
-        return self._binary(states, targets, items)
+            terms = self._full_softmax(states, targets, items, positive)
+        elif self.name == "sampled_softmax":
+            terms = self._sampled_softmax(states, targets, items, positive)
+        else:
+            terms = self._binary(states, targets, items, positive)
+        return core.weighted_mean(terms, weights)
 
-    def _sampled_softmax(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Softmax over the positive and negatives shared by the batch, each logit minus log(M q(item))."""
+    def _full_softmax(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor,
+                      positive: torch.Tensor | None) -> torch.Tensor:
+        """(N,) cross-entropy over the whole catalog, padding excluded; unlikelihood at not-positive positions."""
+        logits = states @ items.T  # (N, n_items + 1)
+        logits[:, 0] = float("-inf")
+        terms = F.cross_entropy(logits, targets, reduction="none")  # (N,)
+        if positive is None:
+            return terms
+        # -log(1 - p) = logsumexp(all) - logsumexp(all but the target): no 1 - p to round to 0
+        others = logits.scatter(1, targets[:, None], float("-inf"))  # (N, n_items + 1)
+        not_wanted = torch.logsumexp(logits, 1) - torch.logsumexp(others, 1)  # (N,)
+        if len(items) < 3:  # a one-item catalog: p is 1 whatever the scores, nothing to learn
+            not_wanted = torch.zeros_like(terms)
+        return torch.where(positive, terms, not_wanted)
+
+    def _sampled_softmax(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor,
+                         positive: torch.Tensor | None) -> torch.Tensor:
+        """(N,) softmax over the target and negatives shared by the batch, each logit minus log(M q(item))."""
         negatives = self.sample((self.n_negatives,), states.device)  # (M,)
-        q = self.q.to(states.device)
-        log_mq = torch.log(self.n_negatives * q)
-        positive = (states * items[targets]).sum(-1) - log_mq[targets]  # (N,)
-        negative = states @ items[negatives].T - log_mq[negatives]  # (N, M)
-        negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))  # accidental hits
-        logits = torch.cat([positive[:, None], negative], 1)  # (N, 1 + M)
-        return F.cross_entropy(logits, torch.zeros_like(targets))
+        log_mq = torch.log(self.n_negatives * self.q.to(states.device))  # (n_items + 1,)
+        return core.sampled_softmax_loss(
+            states, items[targets], targets, items[negatives], negatives,
+            positive_log_q=log_mq[targets], candidate_log_q=log_mq[negatives],
+            remove_accidental_hits=True, positive=positive, reduce=False)
 
-    def _binary(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """BCE with one negative per position, or gBCE with ``n_negatives`` and its calibrated positive term."""
+    def _binary(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor,
+                positive: torch.Tensor | None) -> torch.Tensor:
+        """(N,) BCE with one negative per position, or gBCE with ``n_negatives`` and its calibrated positive term.
+
+        A not-positive position's term is ``softplus(score)``, the target as a negative; its sampled
+        negatives are left out, since nothing there is contrasted with them.
+        """
         k = 1 if self.name == "bce" else self.n_negatives
         negatives = self.sample((len(targets), k), states.device)  # (N, k)
-        positive = (states * items[targets]).sum(-1)  # (N,)
+        score = (states * items[targets]).sum(-1)  # (N,)
         negative = torch.einsum("nd,nkd->nk", states, items[negatives])  # (N, k)
         beta = 1.0
         if self.name == "gbce":
             alpha = k / (self.n_items - 1)
             beta = alpha * (self.gbce_t * (1 - 1 / alpha) + 1 / alpha)
         negative_loss = F.softplus(negative).masked_fill(negatives == targets[:, None], 0.0).sum(1)  # -log(1 - sigma)
-        return (-beta * F.logsigmoid(positive) + negative_loss).mean()
+        terms = -beta * F.logsigmoid(score) + negative_loss  # (N,)
+        if positive is None:
+            return terms
+        return torch.where(positive, terms, F.softplus(score))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from marquee.models import sampled_softmax as core
 
 
 class StreamingFrequency(nn.Module):
@@ -62,6 +63,7 @@ def sampled_softmax_loss(
     negative_ids: torch.Tensor | None = None,
     log_q: torch.Tensor | None = None,
     remove_accidental_hits: bool = True,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of each query's positive against every other candidate of the batch.
 
@@ -69,20 +71,18 @@ def sampled_softmax_loss(
     the optional ``negatives`` (M, d). ``log_q`` (N + M,) is subtracted from every candidate's logit
     (the positive's too). With ``remove_accidental_hits`` a candidate with the same item id as the
     row's positive, other than the positive itself, is masked out instead of pushed down.
+    ``weights`` (N,) >= 0 makes it ``sum(w * ce) / sum(w)``. In-batch case of :func:`core.sampled_softmax_loss`.
     """
     candidates, ids = positives, positive_ids
     if negatives is not None:
-        candidates, ids = torch.cat([positives, negatives]), torch.cat([positive_ids, negative_ids])
-    logits = queries @ candidates.T / temperature  # (N, N + M)
-    if log_q is not None:
-        logits = logits - log_q[None, :]
+        candidates, ids = torch.cat([positives, negatives]), torch.cat([positive_ids, negative_ids])  # (N + M, d)
     n = len(queries)
-    labels = torch.arange(n, device=queries.device)
-    if remove_accidental_hits:
-        hits = ids[None, :] == positive_ids[:, None]  # (N, N + M) same item as the row's positive
-        hits[labels, labels] = False
-        logits = logits.masked_fill(hits, float("-inf"))
-    return F.cross_entropy(logits, labels)
+    return core.sampled_softmax_loss(
+        queries, positives, positive_ids, candidates, ids, temperature=temperature,
+        positive_log_q=None if log_q is None else log_q[:n], candidate_log_q=log_q,
+        remove_accidental_hits=remove_accidental_hits,
+        own_candidate=torch.arange(n, device=queries.device),  # row i's positive is candidate i
+        weights=weights)
 
 
 def uniform_log_q(n_negatives: int, n_items: int) -> float:

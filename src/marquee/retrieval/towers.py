@@ -17,10 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from marquee.data.catalog import Catalog
+from marquee.data.context import CONTEXT_FEATURES
+
 log = logging.getLogger(__name__)
 
 ITEM_FEATURES = ("id", "genres", "title", "year")
-CONTEXT = ("hour", "dow", "device")
 POOLINGS = ("mean", "attention")
 YEAR_MIN, YEAR_BUCKET, YEAR_BUCKETS = 1900, 5, 30  # 5-year buckets from 1900; 0 = unknown
 
@@ -48,17 +50,14 @@ class ItemTower(nn.Module):
     genres, no titles, no years) is left out with a log line, so one config serves every data set.
     """
 
-    def __init__(self, n_items: int, dim: int, hidden: int, features: tuple[str, ...], dropout: float = 0.0,
-                 item_genres: torch.Tensor | None = None, n_genres: int = 0,
-                 item_title_tokens: torch.Tensor | None = None, n_title_tokens: int = 0,
-                 item_year: torch.Tensor | None = None):
+    def __init__(self, catalog: Catalog, dim: int, hidden: int, features: tuple[str, ...], dropout: float = 0.0):
         super().__init__()
         unknown = sorted(set(features) - set(ITEM_FEATURES))
         if unknown:
             raise ValueError(f"unknown item features {unknown}; choose from {list(ITEM_FEATURES)}")
-        available = {"id": True, "genres": item_genres is not None and n_genres > 0,
-                     "title": item_title_tokens is not None and n_title_tokens > 0,
-                     "year": item_year is not None and bool((item_year > 0).any())}
+        n_items, item_year = catalog.n_items, catalog.item_year
+        available = {"id": True, "genres": catalog.n_genres > 0, "title": catalog.n_title_tokens > 0,
+                     "year": bool((item_year > 0).any())}
         missing = [f for f in features if not available[f]]
         if missing:
             log.info("item tower: this catalog has no %s; the tower goes without", missing)
@@ -68,11 +67,11 @@ class ItemTower(nn.Module):
         if "id" in self.features:
             self.id_embedding = nn.Embedding(n_items + 1, dim)  # row 0: the unknown (cold or dropped-out) item
         if "genres" in self.features:
-            self.register_buffer("item_genres", item_genres, persistent=False)  # (n_items + 1, G)
-            self.genre_embedding = nn.Embedding(n_genres + 1, dim, padding_idx=0)
+            self.register_buffer("item_genres", catalog.item_genres, persistent=False)  # (n_items + 1, G)
+            self.genre_embedding = nn.Embedding(catalog.n_genres + 1, dim, padding_idx=0)
         if "title" in self.features:
-            self.register_buffer("item_title_tokens", item_title_tokens, persistent=False)  # (n_items + 1, 8)
-            self.title_embedding = nn.Embedding(n_title_tokens + 1, dim, padding_idx=0)
+            self.register_buffer("item_title_tokens", catalog.item_title_tokens, persistent=False)  # (n_items + 1, 8)
+            self.title_embedding = nn.Embedding(catalog.n_title_tokens + 1, dim, padding_idx=0)
         if "year" in self.features:
             bucket = ((item_year - YEAR_MIN).clamp(min=0) // YEAR_BUCKET).clamp(max=YEAR_BUCKETS - 1) + 1
             self.register_buffer("item_year_bucket", torch.where(item_year > 0, bucket, 0), persistent=False)
@@ -102,29 +101,31 @@ class UserTower(nn.Module):
     an MLP. ``encode_prefixes`` gives the vectors of chosen positions of training windows (causal).
     """
 
-    def __init__(self, n_items: int, dim: int, hidden: int, pooling: str, max_len: int, context: tuple[str, ...],
-                 dropout: float = 0.0, n_devices: int = 0, user_features: torch.Tensor | None = None,
-                 n_user_feature_values: int = 0):
+    def __init__(self, catalog: Catalog, dim: int, hidden: int, pooling: str, max_len: int, context: tuple[str, ...],
+                 dropout: float = 0.0, user_meta: bool = True):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        unknown = sorted(set(context) - set(CONTEXT))
+        unknown = sorted(set(context) - set(CONTEXT_FEATURES))
         if unknown:
-            raise ValueError(f"unknown context {unknown}; choose from {list(CONTEXT)}")
+            raise ValueError(f"unknown context {unknown}; choose from {list(CONTEXT_FEATURES)}")
         self.pooling, self.max_len = pooling, max_len
-        self.history_embedding = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.history_embedding = nn.Embedding(catalog.n_items + 1, dim, padding_idx=0)
         if pooling == "attention":
             self.query = nn.Linear(dim, dim, bias=False)
             self.key = nn.Linear(dim, dim, bias=False)
             self.recency = nn.Embedding(max_len, 1)  # logit bias per distance back from the latest item
             nn.init.zeros_(self.recency.weight)
-        sizes = {"hour": 25, "dow": 8, "device": n_devices + 1}
-        self.context = tuple(c for c in context if sizes[c] > 1)
-        self.context_embedding = nn.ModuleDict({c: nn.Embedding(sizes[c], dim, padding_idx=0) for c in self.context})
-        self.use_meta = user_features is not None and n_user_feature_values > 0
-        if self.use_meta:
-            self.register_buffer("user_features", user_features, persistent=False)  # (n_users + 1, F), 0 = unknown
-            self.meta_embedding = nn.Embedding(n_user_feature_values + 1, dim, padding_idx=0)
+        spec = catalog.context
+        missing = [c for c in context if c not in spec.features]
+        if missing:
+            log.info("user tower: this log has no %s context; the tower goes without", missing)
+        self.context = tuple(c for c in context if c in spec.features)
+        self.context_embedding = nn.ModuleDict({c: nn.Embedding(spec.size(c), dim, padding_idx=0) for c in self.context})
+        self.use_meta = user_meta and catalog.n_user_feature_values > 0
+        if self.use_meta:  # (n_users + 1, F), 0 = unknown
+            self.register_buffer("user_features", catalog.user_features, persistent=False)
+            self.meta_embedding = nn.Embedding(catalog.n_user_feature_values + 1, dim, padding_idx=0)
             self.register_buffer("meta_trained", torch.tensor(False))  # training windows carried user ids
         self._warned = False
         n_parts = 2 + (len(self.context) > 0) + self.use_meta

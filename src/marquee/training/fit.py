@@ -1,27 +1,40 @@
-"""Build, train and checkpoint any configured model: closed-form fitting or Lightning training."""
+"""Fitting one stage: build its model from the Catalog, fit it in closed form or train it with Lightning, save it.
+
+Every model of every pipeline goes through :func:`fit_stage`; the pipeline (:mod:`marquee.training.pipeline`)
+only decides which stages there are and how their models compose.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from marquee.checkpoint import save_model
-from marquee.data.datamodules import EvaluationDataModule
+from marquee.checkpoint import build, save_system
+from marquee.data.catalog import Catalog
 from marquee.data.splits import Split
+from marquee.evaluation.evaluator import Evaluator
 from marquee.models.base import FittedRecommender, Recommender, TrainableRecommender
-from marquee.models.catalog import build_model
 from marquee.run_record import code_version
 from marquee.training.module import RecommenderModule
 from marquee.training.throughput import ThroughputLogger
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class FittedStage:
+    """A stage's fitted model, its training metrics (``train/...``) and the trackers it reported to."""
+
+    model: Recommender
+    metrics: dict[str, float] = field(default_factory=dict)
+    loggers: list = field(default_factory=list)
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -31,36 +44,37 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
-def train_model(cfg: DictConfig, model_cfg: DictConfig, datamodule: EvaluationDataModule, split: Split,
-                output_dir: str | Path) -> tuple[Recommender, dict[str, float], list]:
-    """Build the model from ``model_cfg``, fit or train it, save ``checkpoints/model.pt``; return it,
-    its training metrics and the Lightning loggers (empty for fitted models)."""
-    output_dir = Path(output_dir)
-    model, data_args = build_model(model_cfg, split)
+def fit_stage(cfg: DictConfig, split: Split, catalog: Catalog, evaluator: Evaluator, stage_dir: str | Path
+              ) -> FittedStage:
+    """Build ``cfg.model`` around ``catalog``, fit or train it on ``split`` (its datamodule, optim, trainer and
+    callbacks from ``cfg``; ``cfg.ckpt_path`` resumes), and save it as ``stage_dir/checkpoints/model.pt``."""
+    stage_dir = Path(stage_dir)
+    model: Recommender = build(cfg.model, catalog=catalog)
     started = time.perf_counter()
-    loggers: list = []
     if isinstance(model, FittedRecommender):
         model.fit(split)
-        metrics = {"train/fit_seconds": time.perf_counter() - started}
+        stage = FittedStage(model, {"train/fit_seconds": time.perf_counter() - started})
     elif isinstance(model, TrainableRecommender):
-        metrics, loggers = _train_with_lightning(cfg, model, datamodule, split, output_dir)
+        stage = _train_with_lightning(cfg, model, split, evaluator)
     else:
         raise TypeError(f"{type(model).__name__} is neither a FittedRecommender nor a TrainableRecommender")
-    save_model(model, model_cfg, output_dir / "checkpoints", data_args=data_args,
-               data_fingerprint=split.log.fingerprint)
-    return model, metrics, loggers
+    save_system(model, {"model": cfg.model}, None, catalog, stage_dir / "checkpoints",
+                data_fingerprint=split.log.fingerprint)
+    return stage
 
 
-def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, datamodule: EvaluationDataModule,
-                          split: Split, output_dir: Path) -> tuple[dict[str, float], list]:
+def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, split: Split, evaluator: Evaluator
+                          ) -> FittedStage:
+    # the datamodule gets the model's max_len and the evaluator's rows: validation ranks what evaluation ranks
+    datamodule = instantiate(cfg.datamodule)(split=split, max_len=model.max_len,
+                                             evaluation=evaluator.data(split, model.max_len))
     optim = cfg.optim
     module = RecommenderModule(
         model,
         optimizer=instantiate(optim.optimizer),
+        evaluator=evaluator,
         scheduler=instantiate(optim.scheduler) if optim.get("scheduler") else None,
         scheduler_interval=optim.get("scheduler_interval", "epoch"),
-        ks=list(cfg.evaluation.ks),
-        mask_seen=cfg.evaluation.get("seen", "mask") == "mask",
         seed=cfg.seed,
     )
     callbacks = [*instantiate_all(cfg.get("callbacks")), ThroughputLogger()]
@@ -83,11 +97,9 @@ def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, datamodu
     monitored = [c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)]
     checkpoint = monitored[0] if monitored else None
     best_path = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
-    if best_path:
-        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
+    if best_path:  # Lightning's own loading (its checkpoint IO and strategy), into the module we trained
+        trainer.strategy.load_model_state_dict(trainer.strategy.load_checkpoint(best_path))
         log.info("restored the best validation checkpoint %s", best_path)
-    model.to("cpu")
     metrics = {
         "train/seconds": seconds,
         "train/epochs": float(trainer.current_epoch),
@@ -95,4 +107,4 @@ def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, datamodu
     }
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics["train/best_val_score"] = float(checkpoint.best_model_score)
-    return metrics, loggers
+    return FittedStage(model, metrics, loggers)

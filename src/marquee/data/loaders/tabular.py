@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marquee.data.context import CONTEXT_FEATURES, HOURS, WEEKDAYS
 from marquee.data.errors import DataError, where
 from marquee.data.loaders.common import item_meta_frame, nullable_int
 from marquee.data.parsing import (
@@ -19,11 +20,11 @@ from marquee.data.parsing import (
     split_genres,
     to_number,
 )
-from marquee.data.raw import CONTEXT_COLUMNS, RawLog
+from marquee.data.raw import RawLog
 
 _FIELDS = ("user_id", "item_id", "timestamp", "event", "value")
 _UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-_CONTEXT_RANGE = {"hour": (0, 23), "dow": (0, 6)}
+_CONTEXT_RANGE = {"hour": (0, HOURS - 1), "dow": (0, WEEKDAYS - 1)}
 _META_KEYS = ("path", "columns", "sep", "format", "genre_sep")
 _META_FIELDS = ("item_id", "title", "year", "genres")
 
@@ -57,7 +58,7 @@ class TabularLog:
         self.default_event, self.default_value = default_event, float(default_value)
         self.item_meta = dict(item_meta) if item_meta else None
         _check_keys(self.columns, _FIELDS, "columns")
-        _check_keys(self.context, CONTEXT_COLUMNS, "context")
+        _check_keys(self.context, CONTEXT_FEATURES, "context")
         missing = [f for f in ("user_id", "item_id", "timestamp") if f not in self.columns]
         if missing:
             raise DataError(f"columns: give the file's column for {missing} (e.g. columns.user_id=customer)")

@@ -1,11 +1,22 @@
-"""Gathering per-user ranking results across DDP ranks, so metrics cover every user exactly once."""
+"""What a ranking pass yields per user, and gathering it across DDP ranks so metrics cover every user exactly once."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch.distributed as dist
 
-from marquee.evaluation.ranking import RankedUsers
+
+@dataclass
+class RankedUsers:
+    """What one ranking pass over evaluation users yields, on CPU."""
+
+    users: np.ndarray  # (U,) user ids
+    targets: np.ndarray  # (U, T) target item ids, 0 for padding
+    ranks: np.ndarray  # (U, T) pessimistic target ranks, k_max + 1 for any rank beyond k_max, 0 for padding
+    top_items: np.ndarray  # (U, k_max) best-first item ids
+    sampled_ranks: np.ndarray | None = None  # (U, T) ranks among sampled negatives, when asked for
 
 
 def gather_ranked(ranked: RankedUsers) -> RankedUsers:
