@@ -2,18 +2,21 @@
 
 Lightning's ThroughputMonitor reports utilization only against a table of known GPU peaks (none
 for CPUs), so this callback measures the peak itself with a large float32 matmul and counts the
-training step's FLOPs once with ``torch.utils.flop_counter.FlopCounterMode``.
+training step's FLOPs once with ``torch.utils.flop_counter.FlopCounterMode``. The peak is measured
+once per device and process, not at every fit (a pipeline fits several stages, a sweep many trials).
 """
 
 from __future__ import annotations
 
 import time
+from functools import cache
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
+@cache
 def measured_matmul_peak(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """Best FLOP/s of ``repeats`` (size x size) @ (size x size) float32 matmuls on ``device``."""
     a = torch.randn(size, size, device=device)
@@ -75,7 +78,10 @@ class ThroughputLogger(pl.Callback):
 
     @staticmethod
     def _count_flops(pl_module: pl.LightningModule, batch: dict[str, torch.Tensor]) -> float | None:
-        """FLOPs of one forward + backward on ``batch``, per token; gradients are discarded afterwards."""
+        """FLOPs of one forward + backward on ``batch``, per token; gradients are discarded afterwards.
+
+        ``training_loss`` changes no model state (see TrainableRecommender), so counting leaves training as it was.
+        """
         state = torch.get_rng_state()  # counting must not shift the training run's random draws
         try:
             with FlopCounterMode(display=False) as counter:
