@@ -56,6 +56,34 @@ def test_events_map_through_aliases_and_carry_weights():
     np.testing.assert_allclose(events.weights()[codes], [1.0, 2.0, 0.0])
 
 
+def test_event_kinds_say_which_events_are_positive_and_what_each_weighs():
+    events = EventSchema(types={"play": 1.0, "complete": 2.0, "skip": {"weight": 0.5, "positive": False}})
+    np.testing.assert_allclose(events.weights(), [0.0, 1.0, 2.0, 0.5])  # id 0 is padding
+    assert events.positive().tolist() == [False, True, True, False]
+    log = make_log([(1, 1, 1, "skip", 1.0), (1, 2, 2, "complete", 1.0), (1, 3, 3, "play", 1.0)], events=events)
+    assert events.is_positive(log.interactions["event"]).tolist() == [False, True, True]
+    assert EventSchema(types={"play": {"weight": 3.0}}).kinds["play"].positive  # positive unless said otherwise
+
+
+@pytest.mark.parametrize("types, message", [
+    ({"play": 1.0, "skip": {"weight": 1.0, "positve": False}}, r"events\.types\.skip: unknown key\(s\) \['positve'\]"),
+    ({"play": -1.0}, r"events\.types\.play: weight must be a finite number >= 0"),
+    ({"skip": {"weight": 1.0, "positive": False}}, "no positive event type"),
+])
+def test_bad_event_kinds_are_refused(types, message):
+    with pytest.raises(DataError, match=message):
+        EventSchema(types=types)
+
+
+def test_fingerprint_follows_what_events_mean_not_how_they_are_written():
+    rows = [(1, 1, 1, "play", 1.0), (1, 2, 2, "skip", 1.0)]
+    plain = make_log(rows, events=EventSchema(types={"play": 1.0, "skip": 1.0})).fingerprint
+    spelled_out = make_log(rows, events=EventSchema(types={"play": {"weight": 1.0}, "skip": {"positive": True}}))
+    assert spelled_out.fingerprint == plain
+    skips = make_log(rows, events=EventSchema(types={"play": 1.0, "skip": {"weight": 1.0, "positive": False}}))
+    assert skips.fingerprint != plain
+
+
 def test_unknown_event_stops_with_line_or_is_dropped_when_configured(caplog):
     rows = [(1, 1, 1, "play", 1.0), (1, 2, 2, "rewind", 1.0)]
     with pytest.raises(DataError, match=r"line 3, column 'event': unknown event 'rewind'"):

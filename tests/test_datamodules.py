@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from marquee.data.datamodules import PairDataModule, SequenceDataModule
+from marquee.data.evaluation_data import EvaluationData
 from marquee.data.events import EventSchema
 from marquee.data.splits import LeaveOneOut
 from tests.helpers import make_log
@@ -54,7 +55,7 @@ def test_training_never_sees_validation_or_test_items():
 def test_test_rows_read_history_through_validation_and_pad_targets():
     rows = [(1, i, i * HOUR) for i in range(1, 6)] + [(2, i, i * HOUR) for i in (3, 1, 2)]
     split = LeaveOneOut()(make_log(rows))
-    dm = SequenceDataModule(split, max_len=4, eval_batch_size=8)
+    dm = SequenceDataModule(split, max_len=4, evaluation=EvaluationData(split, max_len=4, batch_size=8))
     batch = next(iter(dm.test_dataloader()))
     assert batch["user"].tolist() == [1, 2]
     # user 2's rows are out of file order: by time they read items 1, 2, 3
@@ -100,7 +101,7 @@ def test_shuffling_is_seeded():
 def test_pair_evaluation_rows_carry_whole_histories_left_padded_to_the_longest():
     rows = [(1, i, i) for i in range(1, 8)] + [(2, i, i) for i in (1, 2, 3, 4)]
     split = LeaveOneOut()(make_log(rows))
-    batch = next(iter(PairDataModule(split, eval_batch_size=8).test_dataloader()))
+    batch = next(iter(PairDataModule(split, evaluation=EvaluationData(split, batch_size=8)).test_dataloader()))
     assert batch["items"].tolist() == [[1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 2, 3]]
     assert batch["hour"].shape == (2, 6)
 
@@ -118,9 +119,44 @@ def test_train_only_evaluation_history_leaves_out_validation_rows_but_not_the_ma
     rows = [(1, i, i * HOUR) for i in range(1, 6)]
     split = LeaveOneOut()(make_log(rows))
     visible = next(iter(PairDataModule(split).test_dataloader()))
-    train_only = PairDataModule(split, eval_history="train")
+    train_only = PairDataModule(split, evaluation=EvaluationData(split, history="train"))
     batch = next(iter(train_only.test_dataloader()))
     assert visible["items"].tolist() == [[1, 2, 3, 4]] and batch["items"].tolist() == [[1, 2, 3]]
-    assert sorted(train_only.seen("test").items_of(1)) == [1, 2, 3, 4]  # the validation item is still masked
-    with pytest.raises(ValueError, match="eval_history"):
-        PairDataModule(split, eval_history="future")
+    assert sorted(train_only.evaluation.seen("test").items_of(1)) == [1, 2, 3, 4]  # the validation item is still masked
+    with pytest.raises(ValueError, match="history"):
+        EvaluationData(split, history="future")
+
+
+def test_loaders_come_from_the_evaluation_data_handed_over_or_one_cut_to_the_models_max_len():
+    rows = [(1, i, i * HOUR) for i in range(1, 8)]
+    split = LeaveOneOut()(make_log(rows))
+    default = SequenceDataModule(split, max_len=3)
+    assert default.evaluation.max_len == 3 and default.evaluation.history == "visible"
+    assert next(iter(default.test_dataloader()))["items"].tolist() == [[4, 5, 6]]
+    assert next(iter(default.val_dataloader()))["items"].tolist() == [[3, 4, 5]]
+    given = EvaluationData(split, max_len=2, batch_size=1)
+    dm = SequenceDataModule(split, max_len=3, evaluation=given)
+    assert dm.evaluation is given
+    assert next(iter(dm.test_dataloader()))["items"].tolist() == [[5, 6]]
+    batch = next(iter(given.eval_dataloader("test")))
+    assert batch["targets"].tolist() == [[7]] and sorted(given.seen("test").items_of(1)) == [1, 2, 3, 4, 5, 6]
+    assert PairDataModule(split).evaluation.max_len is None  # factor models read whole histories
+    with pytest.raises(ValueError, match="max_len"):
+        SequenceDataModule(split, max_len=None)
+
+
+def test_sequence_windows_carry_each_targets_event_weight_and_kind_and_the_user():
+    events = EventSchema(types={"play": 1.0, "complete": 2.0, "skip": {"weight": 0.5, "positive": False}})
+    kinds = ["play", "skip", "complete", "play", "skip", "play", "play", "play"]  # the last two: val and test
+    # user 1 walks items 1..8, user 2 items 11..18, with the same event kinds
+    rows = [(u, i + 10 * (u - 1), i * HOUR, kinds[i - 1], 1.0) for u in (1, 2) for i in range(1, 9)]
+    split = LeaveOneOut()(make_log(rows, events=events))
+    batch = next(iter(SequenceDataModule(split, max_len=6, batch_size=2).train_dataloader()))
+    by_user = {int(u): row.tolist() for u, row in zip(batch["user"], batch["targets"])}
+    users, items = split.log.users.encode(np.array([1, 2])), split.log.items.encode(np.array([2, 3, 4, 5, 6]))
+    # training rows are the first six events: windows read events 1..5 and predict 2..6 (item + 10 for user 2)
+    assert by_user[int(users[0])] == [0, *items.tolist()]
+    assert by_user[int(users[1])] == [0, *split.log.items.encode(np.array([12, 13, 14, 15, 16])).tolist()]
+    # targets 2..6 are skip, complete, play, skip, play; padding weighs 0 and is not positive
+    assert batch["target_weight"].tolist() == [[0.0, 0.5, 2.0, 1.0, 0.5, 1.0]] * 2
+    assert batch["target_positive"].tolist() == [[False, False, True, True, False, True]] * 2

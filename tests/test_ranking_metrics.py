@@ -10,10 +10,12 @@ import pytest
 import torch
 from torchmetrics.functional import retrieval as tm
 
+from marquee.data.catalog import Catalog
 from marquee.data.seen import SeenItems
 from marquee.evaluation.metrics import accuracy_metrics
 from marquee.evaluation.ranking import (
     NEG_INF,
+    RankingAccumulator,
     apply_mask,
     merge_top_k,
     pessimistic_ranks,
@@ -29,10 +31,12 @@ class FixedScores(Recommender):
     """Returns a fixed (n_users + 1, n_items + 1) score table row per user: a stand-in model for tests."""
 
     def __init__(self, table: torch.Tensor):
-        super().__init__(table.shape[1] - 1)
+        super().__init__(Catalog(n_items=table.shape[1] - 1))
         self.table = table
+        self.excluded: list[torch.Tensor | None] = []  # the ``exclude`` items of every batch scored
 
     def score(self, batch, items=None):
+        self.excluded.append(batch.get("exclude"))
         return self.select(self.table[batch["user"]], items)
 
 
@@ -162,3 +166,40 @@ def test_asking_for_more_items_than_remain_unseen_is_an_error():
     model = FixedScores(torch.rand(2, 4))
     with pytest.raises(ValueError, match="exceeds the number of unseen items"):
         rank_users(model, _batches([1], [[1]]), _seen({1: [1, 2, 3]}, 1, 3), k_max=2, progress=False)
+
+
+def test_seen_items_padded_lists_each_users_items_right_padded():
+    seen = _seen({1: [3, 1], 3: [2]}, n_users=3, n_items=4)
+    assert seen.padded(torch.tensor([1, 2, 3])).tolist() == [[1, 3], [0, 0], [2, 0]]
+    assert seen.padded(torch.tensor([2])).tolist() == [[0]]  # nobody has seen anything: one padding column
+
+
+def test_accumulator_hands_the_model_each_rows_seen_items_and_ranks_as_rank_users():
+    # user 1 has seen items 1 and 3, user 2 item 2; scores fall with the item id, so seen items would lead
+    table = torch.tensor([[PAD, 0.9, 0.8, 0.7, 0.6, 0.5]] * 3)
+    seen = _seen({1: [1, 3], 2: [2]}, n_users=2, n_items=5)
+    model = FixedScores(table)
+    accumulator = RankingAccumulator(seen, k_max=2)
+    with torch.inference_mode():
+        for batch in _batches([1, 2], [[4], [1]], batch_size=1):
+            accumulator.add(model, batch)
+    assert accumulator.n_batches == 2
+    assert [e.tolist() for e in model.excluded] == [[[1, 3]], [[2]]]
+    ranked = accumulator.result()
+    assert ranked.users.tolist() == [1, 2]
+    assert ranked.top_items.tolist() == [[2, 4], [1, 3]]  # seen items never listed
+    assert ranked.ranks.tolist() == [[2], [1]]  # user 1's target 4 behind 2; user 2's target 1 first
+    reference = rank_users(FixedScores(table), _batches([1, 2], [[4], [1]]), seen, k_max=2, progress=False)
+    np.testing.assert_array_equal(reference.ranks, ranked.ranks)
+    np.testing.assert_array_equal(reference.top_items, ranked.top_items)
+
+
+def test_accumulator_without_masking_passes_no_exclude_and_refuses_an_empty_result():
+    model = FixedScores(torch.tensor([[PAD, 0.9, 0.8, 0.7]] * 2))
+    accumulator = RankingAccumulator(None, k_max=2)
+    with pytest.raises(ValueError, match="no evaluation rows"):
+        accumulator.result()
+    with torch.inference_mode():
+        accumulator.add(model, next(_batches([1], [[1]])))
+    assert model.excluded == [None]
+    assert accumulator.result().ranks.tolist() == [[1]]

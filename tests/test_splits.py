@@ -10,8 +10,10 @@ from marquee.data.build import build_log
 from marquee.data.errors import DataError
 from marquee.data.events import EventSchema
 from marquee.data.loaders.movielens import MovieLens100K
-from marquee.data.splits import LeaveOneOut, TemporalSplit, UserHoldout
+from marquee.data.splits import ItemHoldout, LeaveOneOut, TemporalSplit, UserHoldout
 from tests.helpers import make_log
+
+PLAY_SKIP = EventSchema(types={"play": 1.0, "skip": {"weight": 1.0, "positive": False}})
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +120,44 @@ def test_user_holdout_keeps_held_out_users_out_of_training(ml100k):
     assert split.test_fold_in.groupby("user_id").size().max() == 3
     again = UserHoldout(val_fraction=0.1, test_fraction=0.1, fold_in=3, seed=1)(ml100k)
     pd.testing.assert_frame_equal(again.test, split.test)
+
+
+def _raw_items(log, frame: pd.DataFrame) -> list[str]:
+    return log.items.decode(frame["item_id"].to_numpy()).tolist()
+
+
+def test_leave_one_out_holds_out_the_last_two_positive_events_and_places_skips_with_the_next_positive():
+    # user 1: g (skip), a, b, c (second-last play), d (skip), e (last play), f (skip)
+    kinds = [("g", "skip"), ("a", "play"), ("b", "play"), ("c", "play"), ("d", "skip"), ("e", "play"), ("f", "skip")]
+    rows = [(1, item, t, kind, 1.0) for t, (item, kind) in enumerate(kinds)]
+    rows += [(2, "a", 0, "play", 1.0), (2, "b", 1, "skip", 1.0), (2, "c", 2, "skip", 1.0), (2, "e", 3, "play", 1.0)]
+    log = make_log(rows, events=PLAY_SKIP)
+    split = LeaveOneOut()(log)
+    one = log.users.encode(np.array([1]))[0]
+    train_1 = split.train[split.train["user_id"] == one]
+    # the skip after the last play is a test row, never seen by training and never a target
+    assert _raw_items(log, train_1) == ["g", "a", "b"]
+    assert _raw_items(log, split.test) == ["e", "f"] and _raw_items(log, split.targets("test")) == ["e"]
+    # the skip between the second-last and last play is a validation row (history for test), not a target
+    assert _raw_items(log, split.val) == ["c", "d"] and _raw_items(log, split.targets("val")) == ["c"]
+    history = split.history("test")
+    assert _raw_items(log, history[history["user_id"] == one]) == ["g", "a", "b", "c", "d"]
+    # user 2 has two plays only (skips do not count toward min_interactions): all training, not evaluated
+    assert (split.train["user_id"] != one).sum() == 4
+    assert set(split.val["user_id"]) == set(split.test["user_id"]) == {one}
+    # popularity counts training plays only: a twice (users 1 and 2), b and e once (user 1, user 2); skips count nothing
+    counts = dict(zip(log.items.raw_ids, split.item_counts[1:].tolist()))
+    assert counts == {"a": 2, "b": 1, "c": 0, "d": 0, "e": 1, "f": 0, "g": 0}
+
+
+def test_item_holdout_keeps_every_row_of_a_held_out_item_out_of_training():
+    rows = [(u, i, t) for u in range(1, 6) for t, i in enumerate(range(1, 11))]
+    log = make_log(rows)
+    split = ItemHoldout(val_fraction=0.1, test_fraction=0.2, seed=0)(log)
+    cold = ItemHoldout.items(split, "test")
+    assert isinstance(cold, np.ndarray) and len(cold) == 2 and (np.diff(cold) > 0).all()
+    val_cold = ItemHoldout.items(split, "val")
+    assert len(val_cold) == 1 and not set(val_cold) & set(cold)
+    assert not split.train["item_id"].isin([*cold, *val_cold]).any()
+    assert set(split.test["item_id"]) == set(cold) and len(split.test) == 5 * 2  # every user's rows with them
+    assert split.item_counts[cold].sum() == 0 and len(split.train) == 5 * 7

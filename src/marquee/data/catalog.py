@@ -1,6 +1,6 @@
 """The Catalog: every fact about the data a model may need, built once per split and saved with every model.
 
-Models receive it explicitly (``instantiate(model_cfg, catalog=catalog)``) and read what they use:
+Models receive it explicitly (``marquee.checkpoint.build(model_cfg, catalog=catalog)``) and read what they use:
 catalog sizes, item content (genres, title words, year), user metadata, popularity from the
 training rows only, event types and the context-feature spec. Tables are id-aligned with row 0 for
 padding. :meth:`Catalog.state` and :meth:`Catalog.from_state` carry it through a checkpoint, so a

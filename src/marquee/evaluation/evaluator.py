@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from marquee.data.atomic import update_json, write_parquet
-from marquee.data.evaluation_data import EvaluationData
+from marquee.data.evaluation_data import HISTORIES, EvaluationData
 from marquee.data.splits import Split
 from marquee.evaluation import beyond_accuracy as ba
 from marquee.evaluation.metrics import accuracy_metrics
@@ -81,6 +81,8 @@ class Evaluator:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
+        if self.history not in HISTORIES:
+            raise ValueError(f"evaluation.history must be one of {HISTORIES}, got {self.history!r}")
         if self.seen not in ("mask", "keep"):
             raise ValueError(f"evaluation.seen must be 'mask' or 'keep', got {self.seen!r}")
         if not self.ks or min(self.ks) < 1:

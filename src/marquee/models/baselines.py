@@ -89,7 +89,7 @@ class _Popularity(_Baseline):
 
 
 class MostPopular(_Popularity):
-    """Number of training interactions per item."""
+    """Number of positive training events per item."""
 
     def fit(self, split: Split) -> MostPopular:
         _check_catalog(self, split)
