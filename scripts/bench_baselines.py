@@ -40,8 +40,9 @@ def run_marquee(dataset: str, models: list[str], repeats: int, run_id: str) -> N
     if not models:
         return
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
 
+    from marquee.checkpoint import build
+    from marquee.data.catalog import Catalog
     from marquee.data.pipeline import prepare_split
     from marquee.evaluation.evaluator import Evaluator
 
@@ -51,15 +52,15 @@ def run_marquee(dataset: str, models: list[str], repeats: int, run_id: str) -> N
     for name in models:
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
             model_cfg = compose("train", overrides=[f"model={name}", "paths.output_dir=/tmp/bench"]).model
-        model = instantiate(model_cfg, n_items=split.log.n_items)
+        model = build(model_cfg, catalog=Catalog.from_split(split))
         started = time.perf_counter()
         model.fit(split)
         fit_seconds = time.perf_counter() - started
-        evaluator = Evaluator(ks=KS, n_boot=1000, progress=False)
         # visible: the model reads train + validation rows at test time; train: training rows only, as RecBole
         for history, suffix in (("visible", ""), ("train", TRAIN_HISTORY)):
-            datamodule = instantiate(cfg.datamodule, eval_history=history)(split=split)
-            results = [evaluator.evaluate(model, datamodule, "test") for _ in range(repeats)]
+            evaluator = Evaluator(ks=KS, n_boot=1000, progress=False, history=history)
+            data = evaluator.data(split, model.max_len)
+            results = [evaluator.evaluate(model, data, "test") for _ in range(repeats)]
             m = results[-1].metrics
             row = {
                 "run_id": run_id, "framework": "marquee", "dataset": dataset, "model": MODELS[name][0] + suffix,
@@ -173,7 +174,7 @@ def render() -> None:
         "the history visible at test time (train + validation interaction, as sequential evaluation does), while",
         "RecBole's ItemKNN and EASE score from the user's row of the *training* matrix built at fit time, so the",
         "validation interaction never reaches them. Both fit on the same training rows and mask the same items.",
-        "The rows marked *(train history)* run marquee with `datamodule.eval_history=train`, RecBole's protocol:",
+        "The rows marked *(train history)* run marquee with `evaluation.history=train`, RecBole's protocol:",
         "there marquee's EASE reproduces RecBole's NDCG@10, Recall@10 and Recall@50 to every printed digit, and",
         "ItemKNN differs only where tied scores are ordered differently. The visible-history rows show what the",
         "most recent interaction is worth, most of all on Video Games, where histories are short.",

@@ -36,7 +36,7 @@ def child(args: argparse.Namespace) -> dict:
     import torch
 
     from marquee.data.build import build_log
-    from marquee.data.datamodules import PairDataModule
+    from marquee.data.catalog import Catalog
     from marquee.data.events import EventSchema
     from marquee.data.loaders.synthetic import SyntheticLog
     from marquee.data.splits import LeaveOneOut
@@ -47,7 +47,7 @@ def child(args: argparse.Namespace) -> dict:
         """Dot products of fixed random 64-d user and item vectors: a stand-in with a realistic scoring cost."""
 
         def __init__(self, n_users: int, n_items: int, dim: int = 64):
-            super().__init__(n_items)
+            super().__init__(Catalog(n_items=n_items, n_users=n_users))
             gen = torch.Generator().manual_seed(0)
             self.users = torch.randn(n_users + 1, dim, generator=gen)
             self.items = torch.randn(n_items + 1, dim, generator=gen)
@@ -59,14 +59,15 @@ def child(args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory() as cache:
         raw = SyntheticLog(cache, n_users=args.users, n_items=args.items, n_interactions=args.interactions, seed=0).load()
-        log = build_log(raw, EventSchema({"play": 1.0, "complete": 2.0, "skip": 0.0}))
+        log = build_log(raw, EventSchema({"play": 1.0, "complete": 2.0, "skip": {"weight": 0.0, "positive": False}}))
     split = LeaveOneOut()(log)
-    datamodule = PairDataModule(split, eval_batch_size=args.batch)
     model = RandomFactors(log.n_users, log.n_items)
     rss_before = rss_mb()
-    evaluator = Evaluator(ks=[10, 20, 50], item_chunk=args.item_chunk or None, n_boot=1000, progress=False)
+    evaluator = Evaluator(ks=[10, 20, 50], item_chunk=args.item_chunk or None, n_boot=1000, progress=False,
+                          batch_size=args.batch, device="cpu")
+    data = evaluator.data(split, None)
     started = time.perf_counter()
-    result = evaluator.evaluate(model, datamodule, "test")
+    result = evaluator.evaluate(model, data, "test")
     seconds = time.perf_counter() - started
     return {
         "users_evaluated": int(result.metrics["test/n_users"]), "items": log.n_items,

@@ -86,6 +86,12 @@ def test_surplus_fields_in_headerless_file(tmp_path):
 # --- missing or misnamed column --------------------------------------------------------------
 
 
+def test_unknown_context_feature_in_tabular_config_names_the_known_ones(tmp_path):
+    path = _write(tmp_path / "log.csv", "user,item,ts,platform\n1,2,3,tv\n")
+    _error(lambda: _tabular(path, context={"platfrom": "platform"}).load(),
+           "context: unknown key(s) ['platfrom']", "['hour', 'dow', 'device']")
+
+
 def test_misnamed_column_in_tabular_config(tmp_path):
     path = _write(tmp_path / "log.csv", "user,item,time\n1,2,3\n")
     _error(lambda: _tabular(path).load(), "log.csv'", "missing column(s) ['ts']", "found ['user', 'item', 'time']")

@@ -1,4 +1,4 @@
-"""The retrieval → ranking cascade measured by the unchanged Evaluator, and the cascade run end to end."""
+"""The retrieval → ranking cascade measured by the unchanged Evaluator, and the cascade pipeline end to end."""
 
 from __future__ import annotations
 
@@ -10,17 +10,21 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from marquee import eval as marquee_eval
+from marquee import train
+from marquee.checkpoint import load_system
 from marquee.config_dir import CONFIG_DIR
 from marquee.data.build import build_log
-from marquee.data.datamodules import SequenceDataModule
+from marquee.data.catalog import Catalog
+from marquee.data.evaluation_data import EvaluationData
 from marquee.data.events import EventSchema
 from marquee.data.raw import RawLog
 from marquee.data.splits import LeaveOneOut
 from marquee.data.synthetic import SyntheticConfig, generate_frame
 from marquee.evaluation.evaluator import Evaluator
 from marquee.models.baselines import EASE
-from marquee.models.catalog import data_args
-from marquee.retrieval.cascade import CascadeRecommender, evaluate_cascade
+from marquee.models.sasrec import SASRec
+from marquee.retrieval.cascade import CascadeRecommender
 from marquee.retrieval.two_tower import TwoTower
 
 
@@ -31,28 +35,36 @@ def stages():
     raw = RawLog("small", interactions, "small", 0, items.set_index("item_id"), users.set_index("user_id"))
     log = build_log(raw, EventSchema(types={"play": 1.0, "complete": 1.0, "skip": 1.0}))
     split = LeaveOneOut()(log)
+    catalog = Catalog.from_split(split)
     torch.manual_seed(0)
-    args = {k: v for k, v in data_args(log).items() if k not in ("n_users", "n_events")}
-    retriever = TwoTower(**args, dim=16, hidden=32, index={"kind": "flat"}).eval()
+    retriever = TwoTower(catalog, dim=16, hidden=32, index={"kind": "flat"}).eval()
     retriever.build_index()
-    ranker = EASE(log.n_items, l2=50.0).fit(split)
+    ranker = EASE(catalog, l2=50.0).fit(split)
     # histories capped at 20 events: the split's seen items reach further back than a batch shows
-    datamodule = SequenceDataModule(split, max_len=20, eval_batch_size=64)
-    return retriever, ranker, datamodule
+    data = EvaluationData(split, max_len=20, batch_size=64)
+    return retriever, ranker, data
 
 
-def _evaluate(model, datamodule, ks=(10, 20)):
-    return Evaluator(ks=list(ks), n_boot=10, progress=False).evaluate(model, datamodule, "test")
+def _evaluate(model, data, ks=(10, 20)):
+    return Evaluator(ks=list(ks), n_boot=10, progress=False).evaluate(model, data, "test")
+
+
+def _batch(data: EvaluationData, stage: str = "test") -> dict[str, torch.Tensor]:
+    """The first evaluation batch with its seen items as ``exclude``, as the evaluator hands it to a model."""
+    batch = next(iter(data.eval_dataloader(stage)))
+    return {**batch, "exclude": data.seen(stage).padded(batch["user"])}
 
 
 def test_candidates_carry_the_ranker_scores_and_everything_else_is_out(stages):
-    retriever, ranker, datamodule = stages
-    seen = datamodule.seen("test")
-    cascade = CascadeRecommender(retriever, ranker, n_candidates=30, seen=seen)
-    batch = next(iter(datamodule.eval_dataloader("test")))
+    retriever, ranker, data = stages
+    seen = data.seen("test")
+    cascade = CascadeRecommender(retriever, ranker, n_candidates=30)
+    batch = _batch(data)
+    # the capped histories miss some seen items: only ``exclude`` keeps those out of the candidates
+    assert (seen.count(batch["user"].numpy()) > (batch["items"] > 0).sum(1).numpy()).any()
     with torch.inference_mode():
         scores = cascade.score(batch)  # (B, n_items + 1)
-        _, candidates = retriever.retrieve(batch, 30, seen)
+        _, candidates = retriever.retrieve(batch, 30)
         full = ranker.score(batch)
     finite = torch.isfinite(scores)
     assert (finite.sum(1) == 30).all()
@@ -63,54 +75,89 @@ def test_candidates_carry_the_ranker_scores_and_everything_else_is_out(stages):
 
 
 def test_cascade_over_every_unseen_item_is_the_ranker_itself(stages):
-    retriever, ranker, datamodule = stages
-    cascade = CascadeRecommender(retriever, ranker, n_candidates=ranker.n_items, seen=datamodule.seen("test"))
-    ours, theirs = _evaluate(cascade, datamodule), _evaluate(ranker, datamodule)
+    retriever, ranker, data = stages
+    cascade = CascadeRecommender(retriever, ranker, n_candidates=ranker.n_items)
+    ours, theirs = _evaluate(cascade, data), _evaluate(ranker, data)
     for key in ("ndcg@10", "recall@20", "mrr@10"):
         np.testing.assert_allclose(ours.per_user[key], theirs.per_user[key])
 
 
 def test_retriever_alone_gives_candidate_recall(stages):
-    retriever, _, datamodule = stages
-    seen = datamodule.seen("test")
-    retrieved = CascadeRecommender(retriever, None, n_candidates=25, seen=seen)
-    recall = _evaluate(retrieved, datamodule, ks=(25,)).metrics["test/recall@25"]
+    retriever, _, data = stages
+    seen = data.seen("test")
+    retrieved = CascadeRecommender(retriever, None, n_candidates=25)
+    recall = _evaluate(retrieved, data, ks=(25,)).metrics["test/recall@25"]
     hits = []
     with torch.inference_mode():
-        for batch in datamodule.eval_dataloader("test"):
-            _, candidates = retriever.retrieve(batch, 25, seen)
+        for batch in data.eval_dataloader("test"):
+            _, candidates = retriever.retrieve({**batch, "exclude": seen.padded(batch["user"])}, 25)
             target = batch["targets"][:, :1]  # leave-one-out: one target per user
             hits.append((candidates == target).any(1).float())
     assert recall == pytest.approx(torch.cat(hits).mean().item())
 
 
-def test_evaluate_cascade_reports_every_stage_beside_each_other(stages, tmp_path):
-    retriever, ranker, datamodule = stages
-    evaluator = Evaluator(ks=[10, 20], n_boot=10, progress=False)
-    metrics = evaluate_cascade(retriever, ranker, datamodule, evaluator, 40, ["test"], tmp_path)
-    assert metrics["test/candidate_recall@40"] == metrics["retriever/test/recall@40"]
-    assert metrics["test/ndcg@10_vs_full_catalog"] == pytest.approx(
-        metrics["test/ndcg@10"] / metrics["ranker/test/ndcg@10"])
+def test_the_evaluator_reports_every_stage_of_a_cascade_beside_it(stages, tmp_path):
+    retriever, ranker, data = stages
+    cascade = CascadeRecommender(retriever, ranker, n_candidates=40)
+    parts = cascade.evaluated_parts()
+    assert set(parts) == {"retriever", "ranker"} and parts["ranker"] is ranker
+    evaluator = Evaluator(ks=[10, 20, 40], n_boot=10, progress=False)
+    metrics = evaluator.evaluate_stages(cascade, data, ["test"], tmp_path)
+    # candidate recall@40 is the retriever's own recall@40, and the ranker is measured over the full catalog
+    retriever_alone = evaluator.evaluate(CascadeRecommender(retriever, None, n_candidates=40), data, "test")
+    assert metrics["retriever/test/recall@40"] == retriever_alone.metrics["test/recall@40"]
+    assert metrics["ranker/test/ndcg@10"] == evaluator.evaluate(ranker, data, "test").metrics["test/ndcg@10"]
     assert metrics["test/ndcg@10"] <= metrics["ranker/test/ndcg@10"] + 0.02  # an untrained retriever only loses
     for prefix in ("", "retriever/", "ranker/"):
         assert metrics[f"{prefix}test/ms_per_user"] > 0
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["test/candidate_recall@40"] == metrics["test/candidate_recall@40"]
+    for key in ("test/ndcg@10", "retriever/test/recall@40", "ranker/test/ndcg@10"):
+        assert saved[key] == metrics[key], key
 
 
-def test_cascade_experiment_runs_end_to_end(tmp_path, monkeypatch):
-    from marquee.retrieval.cascade import run
+SMALL_CASCADE = (
+    "experiment=cascade_ml100k", "data=synthetic", "data.source.n_users=150", "data.source.n_items=80",
+    "data.source.n_interactions=4000", "trainer.max_epochs=2", "trainer.accelerator=cpu", "logger=csv",
+    "~callbacks.progress_bar", "+trainer.enable_progress_bar=false", "evaluation.n_boot=10",
+    "evaluation.ks=[10,30]", "evaluation.progress=false", "pipeline.system.n_candidates=30", "model.max_len=30",
+    "model.hidden=16", "model.layers=1", "model.heads=1", "model.inner=32",
+    "pipeline.stages.retriever.model.dim=16", "pipeline.stages.retriever.model.hidden=32",
+    "pipeline.stages.retriever.trainer.max_epochs=2")
 
-    overrides = ["experiment=cascade_ml100k", "data=synthetic", "data.source.n_users=150", "data.source.n_items=80",
-                 "data.source.n_interactions=4000", "model@cascade.ranker=ease", "trainer.max_epochs=1",
-                 "trainer.accelerator=cpu", "logger=csv", "callbacks=none", "cascade.n_candidates=30",
-                 "model.index.kind=hnsw", f"paths.output_dir={tmp_path}", "evaluation.n_boot=10", "evaluation.ks=[10,20]",
-                 "evaluation.progress=false"]
+
+def test_cascade_experiment_trains_saves_and_reevaluates_exactly(tmp_path, monkeypatch):
+    widths: list[int] = []
+    original = SASRec.training_loss
+
+    def recording(self, batch):
+        widths.append(batch["items"].shape[1])
+        return original(self, batch)
+
+    monkeypatch.setattr(SASRec, "training_loss", recording)
+    run_dir = tmp_path / "run"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    from marquee.data.pipeline import prepare_split
+        cfg = compose("train", overrides=[*SMALL_CASCADE, f"paths.output_dir={run_dir}"])
+    trained = train.run(cfg)
 
-    metrics = run(cfg, prepare_split(cfg.data), tmp_path)
-    assert 0 < metrics["test/candidate_recall@30"] <= 1 and "val/ndcg@10" in metrics
-    assert (Path(tmp_path) / "retriever" / "checkpoints" / "index.faiss").is_file()
-    assert (Path(tmp_path) / "ranker" / "checkpoints" / "model.pt").is_file()
+    # the ranker (the run's model) trained on windows of its own max_len; the retriever stage is a two-tower
+    assert widths and set(widths) == {30}
+    assert 0 < trained["retriever/test/recall@30"] <= 1 and "ranker/test/ndcg@10" in trained
+    assert "val/ndcg@10" in trained and "retriever/val/recall@30" in trained
+    for stage in ("retriever", "ranker"):
+        assert (run_dir / stage / "checkpoints" / "model.pt").is_file(), stage
+    assert (run_dir / "checkpoints" / "model.pt").is_file()
+    assert (run_dir / "checkpoints" / "artifacts" / "retriever" / "index.faiss").is_file()
+    system, payload = load_system(run_dir / "checkpoints" / "model.pt")
+    assert isinstance(system, CascadeRecommender) and system.n_candidates == 30
+    assert isinstance(system.retriever, TwoTower) and isinstance(system.ranker, SASRec)
+    assert system.retriever.index is not None and system.retriever.index.kind == "hnsw"
+    assert payload["stages"]["ranker"]["max_len"] == 30 and system.ranker.max_len == 30
+
+    # marquee.eval rebuilds the cascade and re-evaluates with the run's own settings (ks=[10,30] included)
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        eval_cfg = compose("eval", overrides=[f"run_dir={run_dir}", f"paths.output_dir={tmp_path / 'eval'}"])
+    again = marquee_eval.run(eval_cfg)
+    compared = [k for k in trained if "test/" in k and not k.endswith(("seconds", "ms_per_user"))]
+    assert "test/recall@30" in compared and "retriever/test/recall@30" in compared
+    for key in compared:
+        assert again[key] == trained[key], key

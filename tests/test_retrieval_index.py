@@ -62,12 +62,12 @@ def test_search_beyond_the_catalog_pads_with_item_0():
 def test_save_and_load_give_the_same_results(kind, tmp_path):
     vectors, ids, queries = _catalog(n=2000)
     index = ItemIndex(kind, nlist=20, nprobe=3, ef_search=40).build(vectors, ids)
-    index.save(tmp_path / "checkpoints")
-    loaded = ItemIndex.load(tmp_path / "checkpoints")
+    index.save(tmp_path / "artifacts")
+    loaded = ItemIndex.load(tmp_path / "artifacts")
     assert (loaded.kind, loaded.nprobe, loaded.ef_search, loaded.size) == (kind, 3, 40, 2000)
     for a, b in zip(index.search(queries, 20), loaded.search(queries, 20)):
         np.testing.assert_array_equal(a, b)
-    assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary files left behind
+    assert not list((tmp_path / "artifacts").glob(".*"))  # no temporary files left behind
 
 
 def test_bad_config_and_missing_files_name_the_problem(tmp_path):

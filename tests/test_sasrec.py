@@ -13,10 +13,14 @@ from hydra import compose, initialize_config_dir
 
 from marquee import eval as marquee_eval
 from marquee import train
+from marquee.checkpoint import load_system
 from marquee.config_dir import CONFIG_DIR
+from marquee.data.pipeline import prepare_split
+from marquee.evaluation.evaluator import Evaluator
+from marquee.models.sasrec import SASRec
 
 SMALL_MODEL = ("model.hidden=32", "model.layers=1", "model.heads=1", "model.inner=64", "model.dropout=0.1",
-               "optim.optimizer.lr=0.005", "datamodule.max_len=20", "datamodule.batch_size=64")
+               "optim.optimizer.lr=0.005", "model.max_len=20", "datamodule.batch_size=64")
 QUIET = ("callbacks=none", "logger=csv", "evaluation.n_boot=50", "evaluation.progress=false",
          "+trainer.enable_progress_bar=false", "trainer.check_val_every_n_epoch=5")
 
@@ -158,3 +162,42 @@ def test_training_logs_throughput_and_a_side_input_the_data_lacks_is_named(tmp_p
     assert metrics["train/n_parameters"] > 0
     with pytest.raises(ValueError, match="side input 'device' needs 'device'"):
         train.run(_cfg(csv, tmp_path / "bad", "trainer.max_epochs=1", "model.side_inputs=[device]"))
+
+
+def test_the_models_max_len_sets_the_training_windows(tmp_path, monkeypatch):
+    # 40 events per user: a window of 30 is full, so it is the model's max_len that cuts it, not the history
+    rows = [(u, (u + i) % 45 + 1, 1000 + i) for u in range(30) for i in range(40)]
+    csv = _csv(tmp_path, rows)
+    widths: list[tuple[int, int]] = []
+    original = SASRec.training_loss
+
+    def recording(self, batch):
+        widths.append((batch["items"].shape[1], int((batch["items"] > 0).sum(1).max())))
+        return original(self, batch)
+
+    monkeypatch.setattr(SASRec, "training_loss", recording)
+    out = tmp_path / "run"
+    train.run(_cfg(csv, out, "model.max_len=30", "trainer.max_epochs=1", "evaluation.ks=[1,3]"))
+    assert widths and {w for w, _ in widths} == {30} and max(n for _, n in widths) == 30
+    model, payload = load_system(out / "checkpoints" / "model.pt")
+    assert model.max_len == 30 and payload["stages"]["model"]["max_len"] == 30
+    assert model.inputs.position.num_embeddings == 31  # its position table is sized by max_len (+ 1)
+
+
+def test_validation_during_training_equals_the_evaluator_on_the_saved_best_model(tmp_path):
+    csv = _hour_log(tmp_path)  # no time input: a middling score that moves from epoch to epoch
+    run_dir = tmp_path / "run"
+    cfg = _cfg(csv, run_dir, "trainer.max_epochs=6", "evaluation.ks=[1,10]", "trainer.check_val_every_n_epoch=1",
+               "callbacks=default", "callbacks.early_stopping.patience=2", "~callbacks.progress_bar")
+    trained = train.run(cfg)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and any(run_dir.glob("checkpoints/epoch_*.ckpt"))
+    model, _ = load_system(run_dir / "checkpoints" / "model.pt")
+    evaluator = Evaluator(ks=[1, 10], n_boot=10, progress=False)
+    split = prepare_split(cfg.data)
+    val = evaluator.evaluate(model, evaluator.data(split, model.max_len), "val").metrics["val/ndcg@10"]
+    # the best epoch's logged score is that of the weights saved (restored from the best checkpoint) ...
+    assert val == pytest.approx(trained["train/best_val_score"], abs=1e-6)
+    # ... and the final validation pass of the run agrees with both
+    assert trained["val/ndcg@10"] == pytest.approx(val, abs=1e-6)
+    curve = pd.read_csv(next(run_dir.glob("csv/version_*/metrics.csv")))["val/ndcg@10"].dropna()
+    assert len(curve) >= 3 and val == pytest.approx(curve.max(), abs=1e-6)  # the best epoch's, not the last one's

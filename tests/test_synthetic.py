@@ -173,7 +173,7 @@ def test_loader_and_build_log_give_the_configured_sizes(tmp_path):
     raw = SyntheticLog(tmp_path, n_users=300, n_items=200, n_interactions=6_000, seed=3).load()
     assert raw.line_offset == 0 and raw.interactions.index.equals(pd.RangeIndex(6_000))
     assert isinstance(raw.item_meta["genres"].iloc[0], list)
-    log = build_log(raw, EventSchema(types={"play": 1.0, "complete": 2.0, "skip": 0.0}))
+    log = build_log(raw, EventSchema(types={"play": 1.0, "complete": 2.0, "skip": {"weight": 1.0, "positive": False}}))
     assert (len(log), log.n_users) == (6_000, 300)
     assert log.n_items == raw.interactions["item_id"].nunique() <= 200
     assert log.context_columns == ["hour", "dow", "device"]
@@ -205,6 +205,12 @@ def test_data_config_builds_the_log(tmp_path):
     log = build_log(instantiate(cfg.source).load(), instantiate(cfg.events), instantiate(cfg.filters))
     assert (len(log), log.n_users) == (cfg.source.n_interactions, cfg.source.n_users)
     assert log.events.names == ["play", "complete", "skip"]
+    # a skip weighs 1 but is no target: only plays and completes are positive (id 0 is padding)
+    assert log.events.weights().tolist() == [0.0, 1.0, 2.0, 1.0]
+    assert log.events.positive().tolist() == [False, True, True, False]
+    skipped = log.interactions["event"] == "skip"
+    assert skipped.any() and not log.events.is_positive(log.interactions["event"])[skipped.to_numpy()].any()
+    assert log.events.is_positive(log.interactions["event"])[~skipped.to_numpy()].all()
 
 
 def test_bad_config_names_the_field():

@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 USER_ERRORS = (DataError, InsufficientMemory)
 
 
+def user_error(error: BaseException) -> BaseException | None:
+    """The user's mistake behind ``error``, also when Hydra wrapped it while building an object from the config."""
+    while error is not None:
+        if isinstance(error, USER_ERRORS):
+            return error
+        error = error.__cause__
+    return None
+
+
 def log_traceback_to_files(error: BaseException) -> None:
     """Write ``error`` with its traceback into the run's log files only (the screen gets one line)."""
     record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "stopped: %s", (error,),
@@ -77,9 +86,12 @@ def main(cfg: DictConfig) -> float | None:
     """Compose the config, run, and return the optimized metric for sweepers."""
     try:
         metrics = run(cfg)
-    except USER_ERRORS as error:
+    except Exception as error:
+        mistake = user_error(error)
+        if mistake is None:
+            raise
         log_traceback_to_files(error)
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {mistake}", file=sys.stderr)
         sys.exit(2)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None

@@ -146,16 +146,14 @@ class UserTower(nn.Module):
         the window's items up to t (causal) and the context of t's target."""
         context = {c: batch[f"target_{c}"][rows, cols] if f"target_{c}" in batch else None for c in self.context}
         users = batch["user"][rows] if "user" in batch else None
-        if self.use_meta:
-            if users is None and not self._warned:
-                log.warning("user tower: training windows carry no 'user', so user metadata stays unused")
-                self._warned = True
-            elif users is not None:
-                self.meta_trained.fill_(True)
-        return self._encode(batch["items"], known_items, rows, cols, context, users)
+        if self.use_meta and users is None and not self._warned:
+            log.warning("user tower: training windows carry no 'user', so user metadata stays unused")
+            self._warned = True
+        return self._encode(batch["items"], known_items, rows, cols, context, users, training=True)
 
     def _encode(self, items: torch.Tensor, known_items: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                context: dict[str, torch.Tensor | None], users: torch.Tensor | None) -> torch.Tensor:
+                context: dict[str, torch.Tensor | None], users: torch.Tensor | None, training: bool = False
+                ) -> torch.Tensor:
         """(N, dim) vectors of positions (``rows``, ``cols``) of left-padded histories ``items`` (B, L).
 
         Every position of every window is pooled at once (B, L, L weights), then the chosen ones are taken:
@@ -181,7 +179,7 @@ class UserTower(nn.Module):
                 if ids is not None:  # a log without that column gives nothing
                     ctx = ctx + self.context_embedding[name](ids)
             parts.append(ctx)
-        if self.use_meta:  # only once training has seen it: an untrained table would add noise
-            use = users is not None and bool(self.meta_trained)
+        if self.use_meta:  # in training, or once training has seen it: an untrained table would add noise
+            use = users is not None and (training or bool(self.meta_trained))
             parts.append(_bag(self.meta_embedding, self.user_features[users]) if use else torch.zeros_like(pooled))
         return F.normalize(self.mlp(torch.cat(parts, -1)), dim=-1)

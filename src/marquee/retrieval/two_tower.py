@@ -117,6 +117,8 @@ class TwoTower(TrainableRecommender):
         self.item_trained[targets] = True
         self.item_trained[0] = False
         self.frequency.update(targets[(targets > 0) & positive & (weights > 0)])
+        if self.user_tower.use_meta and "user" in batch:
+            self.user_tower.meta_trained.fill_(True)  # the metadata table has trained: use it when scoring
 
     # ---- scoring and retrieval ---------------------------------------------------------------
 
