@@ -410,27 +410,38 @@ def render_provenance(rows: list[dict], latest: dict) -> list[str]:
         mine = [r for r in latest.values() if r["run_id"] == run]
         parts = sorted({f"{r['part']} ({r['dataset']})" for r in mine})
         commits = sorted({r.get("git_commit") or "not recorded" for r in mine})
-        out.append(f"- `{run}` (code {', '.join(c[:10] for c in commits)}): {', '.join(parts)}")
-    changed = []
+        out.append(f"- `{run}` (code {', '.join(c if c == 'not recorded' else c[:10] for c in commits)}): "
+                   f"{', '.join(parts)}")
+    changed, same = [], 0
     for key, new in latest.items():
-        before = [r for r in rows if (r["part"], r.get("dataset"), r["name"]) == key and r["run_id"] != new["run_id"]
-                  and not r.get("git_commit") and "ndcg@10" in r]
+        before = [r for r in rows if (r["part"], r.get("dataset"), r["name"]) == key and not r.get("git_commit")
+                  and "ndcg@10" in r]
         if before and new.get("git_commit") and "ndcg@10" in new:
-            old = before[-1]
-            changed.append(f"| {key[0]} | {key[1]} | {key[2]} | {old['ndcg@10']:.4f} → {new['ndcg@10']:.4f} | "
-                           + (f"{old['recall@50']:.4f} → {new['recall@50']:.4f} |" if "recall@50" in new and
-                              "recall@50" in old else "– |"))
+            same += all(r["ndcg@10"] == new["ndcg@10"] and r.get("recall@50") == new.get("recall@50") for r in before)
+            changed.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(before)} | {_span(before, 'ndcg@10')} | "
+                           f"{new['ndcg@10']:.4f} | {_span(before, 'recall@50')} | {new.get('recall@50', float('nan')):.4f} |")
     if changed:
-        out += ["", "Re-measured with the code of the one-path refactor (issue 10), beside the last measurement by the",
-                "code before it (same configs, seeds and machine kind):", "",
-                "| part | data | row | NDCG@10 before → now | Recall@50 before → now |", "|---|---|---|---|---|",
+        out += ["", "Re-measured with the code of the one-path refactor (issue 10), beside every earlier measurement of the",
+                "same row (same row names and seeds, same machine kind; a range where it ran more than once). The earlier",
+                "runs used the code and configs of their day: the two-tower's default negatives changed between them.", "",
+                "| part | data | row | earlier runs | NDCG@10 earlier | NDCG@10 now | Recall@50 earlier | Recall@50 now |",
+                "|---|---|---|---|---|---|---|---|",
                 *changed, "",
+                f"{same} of {len(changed)} rows are identical to every earlier measurement (NDCG@10 and Recall@50).", "",
                 "What the refactor changed in these runs: the FLOP count of the throughput logger no longer advances",
                 "the two-tower's logQ frequency estimate and trained-item set by an extra batch (the loss has no side",
                 "effects now), so training draws differ from the first step on; the user tower's metadata comes from",
                 "the Catalog instead of the benchmark's runtime patch (the same table); `ms / user` is now the",
                 "evaluator's ranking time per user (scoring, masking and top-k) instead of `score()` alone."]
     return [*out, ""]
+
+
+def _span(rows: list[dict], key: str) -> str:
+    values = [r[key] for r in rows if key in r]
+    if not values:
+        return "–"
+    low, high = min(values), max(values)
+    return f"{low:.4f}" if low == high else f"{low:.4f}–{high:.4f}"
 
 
 def ci(row: dict, key: str) -> str:

@@ -1,35 +1,52 @@
 """Refit the ML-100K baselines with today's code and print their stored test metrics beside today's.
 
-A refactor that should not change a figure is checked here instead of re-running the whole
-benchmark (which also times RecBole): ``python scripts/recheck_baselines.py``.
+A change that should not move a published figure is checked here without re-running the whole
+baseline benchmark (which also times RecBole): ``python scripts/recheck_baselines.py``.
 """
+
+from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("MARQUEE_DATA_DIR", str(REPO.parent / "shared" / "data"))
+ROWS = REPO / "experiments" / "baselines" / "marquee_results.jsonl"
+MODELS = {"MostPopular": "pop", "EASE": "ease", "ItemKNN": "itemknn", "RecentPopular": "recent_pop",
+          "Random": "random"}
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from marquee.checkpoint import build
-from marquee.data.catalog import Catalog
-from marquee.data.pipeline import prepare_split
-from marquee.evaluation.evaluator import Evaluator
-rows = [json.loads(l) for l in open(REPO / "experiments" / "baselines" / "marquee_results.jsonl")]
-latest = {}
-for r in rows:
-    if r["dataset"] == "ml100k": latest[r["model"]] = r
-names = {"MostPopular": "pop", "EASE": "ease", "ItemKNN": "itemknn", "RecentPopular": "recent_pop", "Random": "random"}
-with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-    cfg = compose("train", overrides=["data=ml100k", "paths.output_dir=/tmp/bench"])
-split = prepare_split(cfg.data)
-for label, r in latest.items():
-    base = label.split(" (")[0]
-    if base not in names: continue
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        mcfg = compose("train", overrides=[f"model={names[base]}", "paths.output_dir=/tmp/bench"]).model
-    model = build(mcfg, catalog=Catalog.from_split(split)).fit(split)
-    ev = Evaluator(ks=[10, 20, 50], n_boot=1000, progress=False, history=r["eval_history"])
-    m = ev.evaluate(model, ev.data(split, None), "test").metrics
-    print(f"{label:30s} stored ndcg@10 {r['ndcg@10']:.6f} now {m['test/ndcg@10']:.6f}  recall@50 {r['recall@50']:.6f} now {m['test/recall@50']:.6f}")
+        return hydra_compose("train", overrides=[*overrides, "paths.output_dir=/tmp/recheck"])
+
+
+def main() -> None:
+    os.environ.setdefault("MARQUEE_DATA_DIR", str(REPO.parent / "shared" / "data"))
+    from marquee.checkpoint import build
+    from marquee.data.catalog import Catalog
+    from marquee.data.pipeline import prepare_split
+    from marquee.evaluation.evaluator import Evaluator
+
+    latest = {}
+    for line in ROWS.read_text().splitlines():
+        row = json.loads(line)
+        if row["dataset"] == "ml100k":
+            latest[row["model"]] = row  # later rows win
+    split = prepare_split(compose(["data=ml100k"]).data)
+    for label, row in latest.items():
+        name = MODELS.get(label.split(" (")[0])
+        if name is None:
+            continue
+        model = build(compose([f"model={name}"]).model, catalog=Catalog.from_split(split)).fit(split)
+        evaluator = Evaluator(ks=[10, 20, 50], n_boot=1000, progress=False, history=row["eval_history"])
+        now = evaluator.evaluate(model, evaluator.data(split, model.max_len), "test").metrics
+        print(f"{label:30s} ndcg@10 stored {row['ndcg@10']:.6f} now {now['test/ndcg@10']:.6f}   "
+              f"recall@50 stored {row['recall@50']:.6f} now {now['test/recall@50']:.6f}")
+
+
+if __name__ == "__main__":
+    main()

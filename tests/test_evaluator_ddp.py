@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 from marquee.data.catalog import Catalog
 from marquee.data.evaluation_data import EvaluationData
 from marquee.data.splits import LeaveOneOut
-from marquee.evaluation.ranked import RankedUsers, merge_ranked
 from marquee.evaluation.evaluator import Evaluator
+from marquee.evaluation.ranked import RankedUsers, merge_ranked
 from marquee.models.base import Recommender
 from tests.helpers import make_log
 

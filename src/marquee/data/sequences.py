@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 
-
 def feature_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Side features of each row of ``frame`` (sorted by user, then time), padding-shifted."""
     out: dict[str, np.ndarray] = {
