@@ -184,13 +184,15 @@ def render() -> None:
     if scale:
         lines += ["## Scale: 100,000 users × 100,000-item catalog (synthetic), CPU", "",
                   "`python scripts/bench_eval_scale.py [--item-chunk N]`: a 64-d dot-product model over a synthetic log;",
-                  "peak RSS of the whole process (data generation included), measured in a fresh process.", "",
-                  "| users | items | batch | item chunk | threads | evaluate s | users/s | RSS before eval MB | peak RSS MB | machine |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "peak RSS of the whole process (data generation included), measured in a fresh process. Every",
+                  "run is a row, dated.", "",
+                  ("| date | users | items | batch | item chunk | threads | evaluate s | users/s | RSS before eval MB | "
+                   "peak RSS MB | machine |"),
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in scale:
-            lines.append(f"| {r['users_evaluated']:,} | {r['items']:,} | {r['eval_batch']} | {r['item_chunk'] or 'none'} | "
-                         f"{r['torch_threads']} | {r['eval_seconds']:.1f} | {r['users_per_second']:,} | "
-                         f"{r['rss_before_eval_mb']:,} | {r['peak_rss_mb']:,} | {r['machine']} |")
+            lines.append(f"| {r['date']} | {r['users_evaluated']:,} | {r['items']:,} | {r['eval_batch']} | "
+                         f"{r['item_chunk'] or 'none'} | {r['torch_threads']} | {r['eval_seconds']:.1f} | "
+                         f"{r['users_per_second']:,} | {r['rss_before_eval_mb']:,} | {r['peak_rss_mb']:,} | {r['machine']} |")
         lines.append("")
     (OUT_DIR / "README.md").write_text("\n".join(lines))
     print(f"wrote {OUT_DIR / 'README.md'}")
