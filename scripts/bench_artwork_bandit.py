@@ -90,7 +90,7 @@ def simulator():
     from marquee.data.pipeline import load_log
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["data=ml100k", "paths.output_dir=/tmp/marquee-bench"])
+        cfg = compose("train", overrides=["data=ml100k", "paths.output_dir=unused"])
     return ArtworkSimulator.from_interaction_log(load_log(cfg.data))
 
 

@@ -19,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,11 +48,11 @@ def run_marquee(dataset: str, models: list[str], repeats: int, run_id: str) -> N
     from marquee.evaluation.evaluator import Evaluator
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"data={dataset}", "paths.output_dir=/tmp/bench"])
+        cfg = compose("train", overrides=[f"data={dataset}", "paths.output_dir=unused"])
     split = prepare_split(cfg.data)
     for name in models:
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            model_cfg = compose("train", overrides=[f"model={name}", "paths.output_dir=/tmp/bench"]).model
+            model_cfg = compose("train", overrides=[f"model={name}", "paths.output_dir=unused"]).model
         model = build(model_cfg, catalog=Catalog.from_split(split))
         started = time.perf_counter()
         model.fit(split)
@@ -78,7 +79,7 @@ def run_recbole(dataset: str, python: Path, run_id: str) -> None:
     """Export the split and run RecBole's three models on it in its own venv."""
     if any(r.get("run_id") == run_id and r["dataset"] == dataset for r in read(RECBOLE_ROWS)):
         return  # measured already in this run
-    export_dir = Path("/tmp/marquee-recbole-data")
+    export_dir = Path(tempfile.gettempdir()) / "marquee-recbole-data"
     subprocess.run([sys.executable, str(REPO / "scripts" / "recbole_export.py"), dataset, "--out", str(export_dir)],
                    check=True)
     tmp = OUT_DIR / f".recbole_{run_id}_{dataset}.jsonl"
@@ -203,7 +204,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--recbole-python", type=Path, default=Path("/work/recbole-venv/bin/python"))
+    parser.add_argument("--recbole-python", type=Path, default=REPO.parent / "recbole-venv" / "bin" / "python")
     parser.add_argument("--skip-recbole", action="store_true")
     parser.add_argument("--render-only", action="store_true")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue a run that was cut short")

@@ -127,7 +127,7 @@ def baseline(name: str, split, **params):
     from marquee.checkpoint import build
     from marquee.data.catalog import Catalog
 
-    cfg = compose([f"model={name}", "paths.output_dir=/tmp"])
+    cfg = compose([f"model={name}", "paths.output_dir=unused"])
     return build(cfg.model, catalog=Catalog.from_split(split), **params).fit(split).eval()
 
 
@@ -139,7 +139,7 @@ def two_tower(bench: Bench, dataset: str, name: str, overrides: list[str] = (), 
     from marquee.checkpoint import load_system
     from marquee.data.pipeline import prepare_split
 
-    cfg = compose([f"experiment={DATASETS[dataset][0]}", *QUIET, *overrides, "paths.output_dir=/tmp"])
+    cfg = compose([f"experiment={DATASETS[dataset][0]}", *QUIET, *overrides, "paths.output_dir=unused"])
     split = split if split is not None else prepare_split(cfg.data)
     out = bench.work / (dataset + study) / name.replace(" ", "_").replace("+", "plus")
     checkpoint = out / "checkpoints" / "model.pt"
@@ -283,7 +283,7 @@ def cascade_ranker(bench: Bench, dataset: str, name: str, split):
     experiment = f"sasrec_{dataset}"  # the ranker issue's tuned config, when it has one
     base = ([f"experiment={experiment}"] if (REPO / "configs" / "experiment" / f"{experiment}.yaml").is_file()
             else ["model=sasrec", "datamodule=sequences", f"data={dataset}"])
-    cfg = compose([*base, *QUIET, "paths.output_dir=/tmp"])
+    cfg = compose([*base, *QUIET, "paths.output_dir=unused"])
     model, seconds, _ = train(cfg, split, bench.work / dataset / "sasrec")
     return model, seconds
 
@@ -296,7 +296,7 @@ def part_cold_items(bench: Bench, dataset: str) -> None:
     from marquee.evaluation.restricted import RestrictedCatalog
     from marquee.models.baselines import GenrePopularity, RandomRecommender
 
-    cfg = compose([f"experiment={DATASETS[dataset][0]}", "paths.output_dir=/tmp"])
+    cfg = compose([f"experiment={DATASETS[dataset][0]}", "paths.output_dir=unused"])
     log = load_log(cfg.data)
     split = ItemHoldout(val_fraction=0.1, test_fraction=0.1, seed=0)(log)
     cold = ItemHoldout.items(split, "test")
@@ -326,7 +326,7 @@ def part_cold_users(bench: Bench, dataset: str) -> None:
     from marquee.data.pipeline import load_log
     from marquee.data.splits import UserHoldout
 
-    cfg = compose([f"experiment={DATASETS[dataset][0]}", "paths.output_dir=/tmp"])
+    cfg = compose([f"experiment={DATASETS[dataset][0]}", "paths.output_dir=unused"])
     split = UserHoldout(val_fraction=0.1, test_fraction=0.1, fold_in=3, seed=0)(load_log(cfg.data))
     model, info, _ = two_tower(bench, dataset, "two-tower", split=split, study="-cold-users")
     rows = {"Two-tower (picks + metadata + context)": model,

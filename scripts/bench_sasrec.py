@@ -310,7 +310,7 @@ def render() -> None:
         lines += ["## Configurations that failed", ""] + [f"- `{r['id']}`: {r.get('error', '')[-300:]!r}" for r in failed]
     lines += ["## Reproduce", "", "```bash", "bash scripts/recbole_setup.sh   # RecBole's own venv",
               "python scripts/recbole_export.py ml100k",
-              ("nohup /work/recbole-venv/bin/python scripts/recbole_sasrec.py /work/recbole-data/ml100k "
+              ("nohup ../recbole-venv/bin/python scripts/recbole_sasrec.py ../recbole-data/ml100k "
               "--out-dir experiments/sasrec/recbole --max-epochs 20 &"),
               "python scripts/bench_sasrec.py", "```", ""]
     (OUT / "README.md").write_text("\n".join(lines))

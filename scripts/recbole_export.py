@@ -12,7 +12,7 @@ split's three parts are written as RecBole atomic files:
 each with the header ``user_id:token  item_id:token  timestamp:float`` (tab-separated). Loaded by
 RecBole with ``benchmark_filename: [train, valid, test]`` these give exactly marquee's targets.
 
-    python scripts/recbole_export.py ml100k video_games --out /work/recbole-data
+    python scripts/recbole_export.py ml100k video_games --out ../recbole-data
 
 Ids: the tokens are marquee's encoded integer ids (1..n; 0 is padding in both frameworks), so a
 RecBole token maps straight back to a marquee id. RecBole re-numbers tokens internally in order of
@@ -54,7 +54,7 @@ def load_split(name: str):
 
     os.environ.setdefault("MARQUEE_DATA_DIR", str((REPO / ".." / "shared" / "data").resolve()))
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"data={name}", "paths.output_dir=/tmp/recbole_export"])
+        cfg = compose("train", overrides=[f"data={name}", "paths.output_dir=unused"])
     if cfg.data.split._target_ != "marquee.data.splits.LeaveOneOut":
         raise SystemExit(f"{name}: split is {cfg.data.split._target_}, this export is for LeaveOneOut only")
     return prepare_split(cfg.data)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("/work/recbole-data"),
+        default=REPO.parent / "recbole-data",
         help="folder that receives <name>/<name>.{train,valid,test}.inter",
     )
     args = parser.parse_args(argv)

@@ -2,13 +2,13 @@
 
 Runs in the separate RecBole venv (scripts/recbole_setup.sh), not in marquee's:
 
-    /work/recbole-venv/bin/python scripts/recbole_run.py /work/recbole-data/ml100k \
+    ../recbole-venv/bin/python scripts/recbole_run.py ../recbole-data/ml100k \
         --models Pop ItemKNN EASE --out experiments/baselines/recbole_results.jsonl
 
 For every model it builds RecBole's Config in code (no quick_start: that module imports ray, which
 the venv leaves out), loads the three benchmark files, fits, evaluates the valid and test sets with
 full-sort ranking, and appends one JSON line per (dataset, model) to ``--out``. RecBole's own log
-goes to ``--log-dir`` (default /work/recbole-logs, outside the repo), never to the console. Each model
+goes to ``--log-dir`` (default ../recbole-logs, outside the repo), never to the console. Each model
 runs in a fresh child process (``--in-process`` to avoid that), so its memory and time are its own and an
 OOM kill or ``--timeout-min`` is still recorded as a row (status "killed" / "timeout", with peak RSS).
 
@@ -436,13 +436,13 @@ def run_in_child(model: str, folder: Path, out: Path, log_file: Path, args) -> i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="an exported dataset folder, e.g. /work/recbole-data/ml100k")
+    parser.add_argument("folder", type=Path, help="an exported dataset folder, e.g. ../recbole-data/ml100k")
     parser.add_argument("--models", nargs="+", default=["Pop", "ItemKNN", "EASE"], choices=[*MODEL_PARAMS, "Pop-exact"])
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "baselines" / "recbole_results.jsonl")
     parser.add_argument(
         "--log-dir",
         type=Path,
-        default=Path("/work/recbole-logs"),
+        default=REPO.parent / "recbole-logs",
         help="RecBole's log and its working folder (log_tensorboard/), kept out of the repo",
     )
     parser.add_argument("--log-file", type=Path, default=None, help=argparse.SUPPRESS)

@@ -2,7 +2,7 @@
 
 Runs in the RecBole venv (scripts/recbole_setup.sh), on a folder written by scripts/recbole_export.py:
 
-    /work/recbole-venv/bin/python scripts/recbole_sasrec.py /work/recbole-data/ml100k \
+    ../recbole-venv/bin/python scripts/recbole_sasrec.py ../recbole-data/ml100k \
         --out-dir experiments/sasrec/recbole --max-epochs 30
 
 RecBole's sequential models read "benchmark" files only when they are already augmented, so this
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument("--log-dir", type=Path, default=Path("/work/recbole-logs"))
+    parser.add_argument("--log-dir", type=Path, default=Path(__file__).resolve().parents[2] / "recbole-logs")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on a shared 2-core machine two threads spin against other work)")
     parser.add_argument("--evaluate-saved", type=Path, default=None,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create the separate RecBole 1.2.1 environment used by scripts/recbole_run.py.
 #
-#   bash scripts/recbole_setup.sh [VENV_DIR]     (default: /work/recbole-venv, outside the repo)
+#   bash scripts/recbole_setup.sh [VENV_DIR]     (default: ../recbole-venv, beside the repo)
 #
 # It is kept apart from marquee's own .venv because RecBole 1.2.1 needs numpy<2, pandas<2.3 and
 # old pins (colorlog==4.7.2, colorama==0.4.4) that marquee does not want. Never commit the venv.
@@ -23,7 +23,7 @@
 #    requirement (thop, tensorboard, ...) can swap the CPU torch for another build.
 set -euo pipefail
 
-VENV="${1:-/work/recbole-venv}"
+VENV="${1:-$(cd "$(dirname "$0")/../.." && pwd)/recbole-venv}"
 PY="${PYTHON:-python3.11}"
 
 if [ ! -x "$VENV/bin/python" ]; then

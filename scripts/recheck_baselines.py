@@ -21,7 +21,7 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return hydra_compose("train", overrides=[*overrides, "paths.output_dir=/tmp/recheck"])
+        return hydra_compose("train", overrides=[*overrides, "paths.output_dir=unused"])
 
 
 def main() -> None:
