@@ -164,7 +164,8 @@ class ArtworkSimulator:
 
     def context(self, req: Requests) -> np.ndarray:
         """(n, d) what a policy sees of the member: taste, hour bucket, and the optional user state."""
-        parts = [self.taste[req.user], np.eye(len(HOUR_BUCKETS), dtype=np.float32)[hour_bucket_ids(req.hour, len(HOUR_BUCKETS))]]
+        hour_bucket = hour_bucket_ids(req.hour, len(HOUR_BUCKETS))  # (n,)
+        parts = [self.taste[req.user], np.eye(len(HOUR_BUCKETS), dtype=np.float32)[hour_bucket]]
         if self.user_state is not None:
             parts.append(self.user_state[req.user])
         return np.concatenate(parts, axis=1)

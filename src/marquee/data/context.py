@@ -37,15 +37,11 @@ class ContextSpec:
         return tuple(f for f in CONTEXT_FEATURES if present[f])
 
     def size(self, feature: str) -> int:
-        """Rows of the embedding table of ``feature`` (hour, dow, device, gap, or event-free), padding included."""
+        """Rows of the embedding table of ``feature`` (hour, dow, device or gap), padding row included."""
         sizes = {"hour": HOURS + 1, "dow": WEEKDAYS + 1, "device": len(self.devices) + 1, "gap": GAP_BUCKETS + 1}
         if feature not in sizes:
             raise ValueError(f"unknown context feature {feature!r}; choose from {sorted(sizes)}")
         return sizes[feature]
-
-    def device_id(self, name: str) -> int:
-        """The id of a device name (0, unknown, for a device this log never had)."""
-        return self.devices.index(name) + 1 if name in self.devices else 0
 
 
 def gap_bucket(seconds: torch.Tensor) -> torch.Tensor:
