@@ -1,6 +1,10 @@
-"""Small logs built in memory for tests."""
+"""Small logs built in memory for tests, and training runs in a subprocess."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -24,3 +28,10 @@ def make_log(rows: list[tuple], events: EventSchema | None = None, filters: Filt
              **extra_columns: list) -> InteractionLog:
     """An InteractionLog built from tuples through the real build path."""
     return build_log(make_raw(rows, **extra_columns), events, filters)
+
+
+def train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """``python -m marquee.train`` into ``run_dir`` with Hydra overrides, run from ``run_dir``'s parent, one thread."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "marquee.train", f"hydra.run.dir={run_dir}", "torch_threads=1", *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=run_dir.parent, check=False)

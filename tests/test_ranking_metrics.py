@@ -114,14 +114,57 @@ def test_hand_computed_multi_target_metrics():
     assert m["map@3"][0] == pytest.approx(0.5)
 
 
+def _ideal_dcg(n_hits: int) -> float:
+    return sum(1 / math.log2(j + 1) for j in range(1, n_hits + 1))
+
+
+def test_ndcg_with_more_targets_than_k_divides_by_the_ideal_dcg_of_k_hits():
+    # 5 targets (as user-holdout and temporal splits give), k = 3: hits at ranks 1 and 3, the rest beyond 3
+    ranks = np.array([[12, 3, 7, 1, 9]])  # in any order: the metrics sort them
+    m = accuracy_metrics(ranks, [3, 10])
+    dcg = 1 / math.log2(2) + 1 / math.log2(4)
+    assert _ideal_dcg(3) == pytest.approx(1 + 1 / math.log2(3) + 0.5)  # min(5, 3) = 3 ideal positions, not 5
+    assert m["ndcg@3"][0] == pytest.approx(dcg / _ideal_dcg(3))
+    # at k = 10 the four hits 1, 3, 7, 9 count, and the ideal has all 5 targets in front
+    dcg10 = dcg + 1 / math.log2(8) + 1 / math.log2(10)
+    assert m["ndcg@10"][0] == pytest.approx(dcg10 / _ideal_dcg(5))
+    # recall divides by every target (|hits| / R, as torchmetrics): at most 3/5 at k = 3
+    assert m["recall@3"][0] == pytest.approx(2 / 5) and m["recall@10"][0] == pytest.approx(4 / 5)
+    assert m["precision@3"][0] == pytest.approx(2 / 3)
+    assert m["map@3"][0] == pytest.approx((1 / 1 + 2 / 3) / 3)  # j / rank_j over hits, divided by min(R, k)
+    assert m["hit@3"][0] == 1 and m["mrr@3"][0] == 1
+
+
+def test_ndcg_is_one_when_every_top_k_item_is_a_target_however_many_targets_remain():
+    # user A: 5 targets filling ranks 1..3 (and 5, 8); user B: 1 target at rank 2 in the same padded matrix
+    ranks = np.array([[1, 2, 3, 5, 8], [2, 0, 0, 0, 0]])
+    m = accuracy_metrics(ranks, [3])
+    np.testing.assert_allclose(m["ndcg@3"], [1.0, 1 / math.log2(3)])  # padding adds nothing to B's ideal
+    np.testing.assert_allclose(m["map@3"], [1.0, 0.5])
+    np.testing.assert_allclose(m["precision@3"], [1.0, 1 / 3])
+    np.testing.assert_allclose(m["recall@3"], [3 / 5, 1.0])  # all k slots hit, yet 2 of A's 5 targets unreached
+
+
+def test_ranks_beyond_k_max_from_full_ranking_score_as_misses_for_many_targets():
+    # item i scores 1 - i / 100, so its rank is i; targets 1, 3, 5, 7, 9 with k_max = 3
+    n_items = 10
+    table = torch.tensor([[PAD] + [1 - i / 100 for i in range(1, n_items + 1)]] * 2)
+    ranked = rank_users(FixedScores(table), _batches([1], [[9, 3, 7, 1, 5]]), None, k_max=3, progress=False)
+    assert sorted(ranked.ranks[0].tolist()) == [1, 3, 4, 4, 4]  # ranks past k_max are reported as k_max + 1
+    m = accuracy_metrics(ranked.ranks, [3])
+    assert m["ndcg@3"][0] == pytest.approx((1 + 1 / math.log2(4)) / _ideal_dcg(3))
+    assert m["recall@3"][0] == pytest.approx(2 / 5)
+
+
+@pytest.mark.parametrize("k", [3, 10])
 @pytest.mark.parametrize("seed", range(5))
-def test_metrics_equal_torchmetrics_on_random_cases(seed):
+def test_metrics_equal_torchmetrics_on_random_cases(seed, k):
     gen = torch.Generator().manual_seed(seed)
-    n_users, n_items, k = 40, 60, 10
+    n_users, n_items, max_targets = 40, 60, 8  # up to 8 targets: more than k = 3
     scores = torch.rand(n_users, n_items + 1, generator=gen) * 0.99 + 0.01  # positive: torchmetrics' AP needs it
     scores[:, 0] = PAD
-    n_targets = torch.randint(1, 6, (n_users,), generator=gen)
-    targets = torch.zeros(n_users, 5, dtype=torch.long)
+    n_targets = torch.randint(1, max_targets + 1, (n_users,), generator=gen)
+    targets = torch.zeros(n_users, max_targets, dtype=torch.long)
     for u in range(n_users):
         targets[u, : n_targets[u]] = torch.randperm(n_items, generator=gen)[: n_targets[u]] + 1
     ours = accuracy_metrics(pessimistic_ranks(scores, targets).numpy(), [k])
