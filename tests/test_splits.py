@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,11 +82,14 @@ def test_short_users_train_only_and_are_not_evaluated():
     assert (split.train["user_id"] == 1).sum() == 2
 
 
-def test_ties_in_time_keep_the_file_order():
-    log = make_log([(1, "a", 5), (1, "c", 5), (1, "b", 5)])
-    split = LeaveOneOut()(log)
-    assert log.items.decode(split.test["item_id"].to_numpy()).tolist() == ["b"]
-    assert log.items.decode(split.val["item_id"].to_numpy()).tolist() == ["c"]
+def test_ties_in_time_do_not_follow_the_file_order():
+    rows = [(1, "a", 5), (1, "c", 5), (1, "b", 5)]
+    held_out = set()
+    for permutation in itertools.permutations(rows):
+        log = make_log(list(permutation))
+        split = LeaveOneOut()(log)
+        held_out.add(tuple(log.items.decode(np.r_[split.val["item_id"], split.test["item_id"]])))
+    assert len(held_out) == 1  # in file order six permutations would hold out six different pairs
 
 
 def test_temporal_split_orders_parts_in_time(ml100k):

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+from datetime import tzinfo
 
 import numpy as np
 import pandas as pd
 
-from marquee.data.context import HOURS, WEEKDAYS
+from marquee.data.context import HOURS, WEEKDAYS, resolve_timezone
 from marquee.data.errors import DataError, where
 from marquee.data.events import EventSchema
 from marquee.data.filters import Filters
-from marquee.data.log import InteractionLog
+from marquee.data.log import InteractionLog, event_order
 from marquee.data.parsing import check_not_missing
-from marquee.data.raw import REQUIRED_COLUMNS, RawLog
+from marquee.data.raw import REQUIRED_COLUMNS, UTC_OFFSET, RawLog
 from marquee.data.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -22,15 +23,22 @@ SECONDS_PER_DAY = 86_400
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday is 0
 
 
-def build_log(raw: RawLog, events: EventSchema | None = None, filters: Filters | None = None) -> InteractionLog:
+def build_log(
+    raw: RawLog, events: EventSchema | None = None, filters: Filters | None = None, timezone: str | None = None
+) -> InteractionLog:
     """Validate ``raw``, apply the documented drop rules and ``filters``, and encode ids.
 
     Drop rules, each logged with its count: rows identical in every column (duplicates) keep
     their first copy; rows whose event is unknown go when ``events.unknown == 'drop'``; a missing
-    ``device`` becomes ``'unknown'``. Missing ids, timestamps or values stop with an error.
+    ``device`` becomes ``'unknown'``. Missing ids, timestamps or values, and values outside their
+    event type's range, stop with an error. Rows are put in :func:`~marquee.data.log.event_order`
+    before filtering, so neither the filters nor the log depend on the file's row order. Derived
+    hour and weekday are local time: the row's ``utc_offset`` if the data carries one, else
+    ``timezone`` (an IANA name; None is UTC).
     """
     events = events or EventSchema()
     filters = filters or Filters()
+    zone = resolve_timezone(timezone)
     frame = raw.interactions
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -45,6 +53,7 @@ def build_log(raw: RawLog, events: EventSchema | None = None, filters: Filters |
 
     event, keep = events.encode(frame["event"], raw.source, raw.line_offset)
     frame = frame.assign(event=event)[keep]
+    events.check_values(frame, raw.source, raw.line_offset)
 
     if "device" in frame:
         unknown = frame["device"].isna()
@@ -52,7 +61,8 @@ def build_log(raw: RawLog, events: EventSchema | None = None, filters: Filters |
             log.warning("%s: %d rows without device set to 'unknown'", raw.source, int(unknown.sum()))
         frame = frame.assign(device=frame["device"].astype("string").fillna("unknown"))
 
-    frame = filters.apply(frame, raw.name)
+    # from here on the index is the row's place in the event order, which a filter may shuffle
+    frame = filters.apply(event_order(frame).reset_index(drop=True), raw.name)
     users, items = Vocabulary.fit(frame["user_id"]), Vocabulary.fit(frame["item_id"])
     encoded = pd.DataFrame(
         {
@@ -61,12 +71,12 @@ def build_log(raw: RawLog, events: EventSchema | None = None, filters: Filters |
             "timestamp": frame["timestamp"].to_numpy(np.int64),
             "event": frame["event"].to_numpy(),
             "value": frame["value"].to_numpy(np.float32),
-        }
+        },
+        index=frame.index,
     )
     encoded["event"] = pd.Categorical(encoded["event"], categories=events.names)
-    encoded = _add_context(encoded, frame, raw.ordinal_time)
-    # sort by user, then time; a stable sort keeps the file's order among equal timestamps
-    encoded = encoded.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
+    encoded = _add_context(encoded, frame, raw.ordinal_time, zone)
+    encoded = encoded.sort_index().reset_index(drop=True)
     return InteractionLog(
         name=raw.name,
         interactions=encoded,
@@ -89,15 +99,32 @@ def _check_numeric(frame: pd.DataFrame, raw: RawLog) -> None:
         raise DataError(f"{where(raw.source, frame.index[row] + raw.line_offset, 'value')}: not a finite number")
 
 
-def hour_and_weekday(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """UTC hour of day (0-23) and weekday (Monday 0) of Unix-second timestamps."""
+def hour_and_weekday(ts: np.ndarray, utc_offset: np.ndarray | int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hour of day (0-23) and weekday (Monday 0) of Unix-second timestamps on a clock ``utc_offset`` s east of UTC."""
+    local = np.asarray(ts, dtype=np.int64) + np.asarray(utc_offset, dtype=np.int64)
+    hour = (local // 3600) % HOURS
+    return hour.astype(np.int8), ((local // SECONDS_PER_DAY + EPOCH_WEEKDAY) % WEEKDAYS).astype(np.int8)
+
+
+def zone_offsets(ts: np.ndarray, zone: tzinfo | None) -> np.ndarray:
+    """Seconds east of UTC of ``zone``'s clock at each Unix-second timestamp (daylight saving included); 0 for UTC."""
     ts = np.asarray(ts, dtype=np.int64)
-    return ((ts // 3600) % HOURS).astype(np.int8), ((ts // SECONDS_PER_DAY + EPOCH_WEEKDAY) % WEEKDAYS).astype(np.int8)
+    if zone is None:
+        return np.zeros(len(ts), dtype=np.int64)
+    utc = pd.to_datetime(ts, unit="s", utc=True)
+    return ((utc.tz_convert(zone).tz_localize(None) - utc.tz_localize(None)) // pd.Timedelta(seconds=1)).to_numpy()
 
 
-def _add_context(encoded: pd.DataFrame, frame: pd.DataFrame, ordinal_time: bool) -> pd.DataFrame:
-    """Copy given context columns; derive hour and weekday (UTC) from real timestamps when absent."""
-    hour, dow = hour_and_weekday(encoded["timestamp"].to_numpy())
+def _add_context(encoded: pd.DataFrame, frame: pd.DataFrame, ordinal_time: bool, zone: tzinfo | None) -> pd.DataFrame:
+    """Copy given context columns; derive local hour and weekday from real timestamps when absent."""
+    hour, dow = None, None
+    if not ordinal_time and not {"hour", "dow"} <= set(frame.columns):
+        ts = encoded["timestamp"].to_numpy()
+        offset = zone_offsets(ts, zone)
+        if UTC_OFFSET in frame:  # the offset the data carries wins over the configured zone
+            given = frame[UTC_OFFSET].to_numpy(np.float64)
+            offset = np.where(np.isnan(given), offset, given).astype(np.int64)
+        hour, dow = hour_and_weekday(ts, offset)
     if "hour" in frame:
         encoded["hour"] = frame["hour"].to_numpy(np.int8)
     elif not ordinal_time:

@@ -4,14 +4,21 @@ Every consumer (the log builder, training windows, the ranker's side inputs, the
 tower, the bandit simulator) reads names, id conventions and embedding-table sizes from here, so a
 table size is derived from the data or from the calendar, never typed twice. Ids are shifted by one:
 0 is padding (or "unknown"), so ``hour`` 0-23 has ids 1-24 and a table of 25 rows.
+
+Hour and weekday are the member's local wall-clock time: the UTC offset an event carries (an ISO
+timestamp such as ``2024-03-01T21:15:00+09:00``), else the configured ``data.timezone`` (an IANA
+name such as ``Europe/Berlin``), else UTC. Ordering and splitting always use absolute time.
 """
 
 from __future__ import annotations
 
+import zoneinfo
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from marquee.data.errors import DataError
 
 CONTEXT_FEATURES = ("hour", "dow", "device")  # what a request (and every logged event) may carry
 HOURS = 24
@@ -42,6 +49,17 @@ class ContextSpec:
         if feature not in sizes:
             raise ValueError(f"unknown context feature {feature!r}; choose from {sorted(sizes)}")
         return sizes[feature]
+
+
+def resolve_timezone(name: str | None) -> zoneinfo.ZoneInfo | None:
+    """The IANA time zone ``name`` (None: UTC, returned as None); an unknown name stops with a DataError."""
+    if name is None:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(str(name))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+        raise DataError(f"timezone: unknown time zone {name!r}; expected an IANA name such as 'Europe/Berlin' "
+                        "or 'America/New_York' (null means UTC)") from err
 
 
 def gap_bucket(seconds: torch.Tensor) -> torch.Tensor:

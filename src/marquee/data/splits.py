@@ -45,12 +45,16 @@ class Split:
         return part[self.log.events.is_positive(part["event"])]
 
     def history(self, stage: str) -> pd.DataFrame:
-        """Rows visible when predicting ``stage``, sorted by user then time."""
+        """Rows visible when predicting ``stage``, in the log's order (by user, then time, ties broken as the log does).
+
+        Every part is a slice of ``log.interactions``, whose index is the row's position, so sorting
+        by index restores the log's order exactly, ties included.
+        """
         parts = [self.train, self.val_fold_in]
         if _check_stage(stage) == "test":
             parts += [self.val, self.test_fold_in]
         parts = [p for p in parts if len(p)]
-        return pd.concat(parts).sort_values(["user_id", "timestamp"], kind="stable") if len(parts) > 1 else parts[0]
+        return pd.concat(parts).sort_index(kind="stable") if len(parts) > 1 else parts[0]
 
     def seen(self, stage: str) -> SeenItems:
         """Per user, the items already seen before ``stage``'s targets (to be masked in ranking); built once."""
@@ -95,7 +99,8 @@ class LeaveOneOut:
     second-last and the last positive event are validation rows (history when predicting test), skips
     after the last one are test rows (never seen by training, never targets). Users with fewer than
     ``min_interactions`` (at least 3) positive events keep all rows in training and are not evaluated;
-    their count is logged. Ties in time keep the source file's order.
+    their count is logged. Events in the same second keep the log's tie-break
+    (:func:`~marquee.data.log.event_order`, a fixed hash of the user and item ids), never the file's order.
     """
 
     min_interactions: int = 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -108,7 +109,7 @@ def _load_grouplens(root: Path) -> RawLog:
 class MovieLens1M:
     """MovieLens-1M from GroupLens's ``ratings.dat``, ``movies.dat`` and ``users.dat`` (``::``-separated)."""
 
-    FILES = {
+    FILES: ClassVar[dict[str, str]] = {
         "ratings.dat": "ML-1M ratings: UserID::MovieID::Rating::Timestamp",
         "movies.dat": "ML-1M movies: MovieID::Title::Genres (genres separated by '|')",
         "users.dat": "ML-1M users: UserID::Gender::Age::Occupation::Zip-code",
@@ -131,7 +132,7 @@ class MovieLens1M:
 class MovieLensLatest:
     """MovieLens in the ML-20M/ML-25M (and ml-latest) layout: ``ratings.csv`` and ``movies.csv`` with headers."""
 
-    FILES = {
+    FILES: ClassVar[dict[str, str]] = {
         "ratings.csv": "MovieLens ratings with header userId,movieId,rating,timestamp",
         "movies.csv": "MovieLens movies with header movieId,title,genres",
     }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from marquee.data.context import CONTEXT_FEATURES, HOURS, WEEKDAYS
+from marquee.data.context import CONTEXT_FEATURES, HOURS, WEEKDAYS, resolve_timezone
 from marquee.data.errors import DataError, where
 from marquee.data.loaders.common import item_meta_frame, nullable_int
 from marquee.data.parsing import (
@@ -20,13 +21,15 @@ from marquee.data.parsing import (
     split_genres,
     to_number,
 )
-from marquee.data.raw import RawLog
+from marquee.data.raw import UTC_OFFSET, RawLog
 
 _FIELDS = ("user_id", "item_id", "timestamp", "event", "value")
 _UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _CONTEXT_RANGE = {"hour": (0, HOURS - 1), "dow": (0, WEEKDAYS - 1)}
 _META_KEYS = ("path", "columns", "sep", "format", "genre_sep")
 _META_FIELDS = ("item_id", "title", "year", "genres")
+# an ISO date-time's own UTC offset (Z, +09:00, +0900, +09) after its time of day (21, 21:15, 211500, 21:15:00.5)
+_ISO_OFFSET = r"^(?P<wall>.*[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?)\s*(?P<offset>[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 
 
 class TabularLog:
@@ -36,6 +39,10 @@ class TabularLog:
     ``default_event`` / ``default_value``. ``context`` maps ``hour``/``dow``/``device`` to columns;
     ``item_meta`` (``path``, ``columns`` over item_id/title/year/genres, ``sep``, ``format``,
     ``genre_sep``) adds item metadata. For Parquet, "line N" in an error means the N-th row.
+
+    An ISO timestamp with an offset (``2024-03-01T21:15:00+09:00``) keeps it as the event's local
+    clock (hour and weekday are then local time); a naive one is wall-clock time in ``timezone``
+    (an IANA name, None: UTC), which the data config sets once for loader and build alike.
     """
 
     def __init__(
@@ -51,12 +58,14 @@ class TabularLog:
         default_value: float = 1.0,
         context: Mapping[str, str] | None = None,
         item_meta: Mapping[str, Any] | None = None,
+        timezone: str | None = None,
     ):
         self.path, self.name, self.sep, self.format = Path(path), name, sep, format
         self.columns, self.context = dict(columns), dict(context or {})
         self.id_type, self.timestamp_unit = id_type, timestamp_unit
         self.default_event, self.default_value = default_event, float(default_value)
         self.item_meta = dict(item_meta) if item_meta else None
+        self.zone = resolve_timezone(timezone)
         _check_keys(self.columns, _FIELDS, "columns")
         _check_keys(self.context, CONTEXT_FEATURES, "context")
         missing = [f for f in ("user_id", "item_id", "timestamp") if f not in self.columns]
@@ -77,7 +86,9 @@ class TabularLog:
         out = pd.DataFrame(index=frame.index)
         out["user_id"] = self._ids(frame, cols["user_id"], self.path, offset)
         out["item_id"] = self._ids(frame, cols["item_id"], self.path, offset)
-        out["timestamp"] = self._timestamps(frame, cols["timestamp"], offset)
+        out["timestamp"], utc_offset = self._timestamps(frame, cols["timestamp"], offset)
+        if utc_offset is not None:
+            out[UTC_OFFSET] = utc_offset
         if "event" in cols:
             check_not_missing(frame, [cols["event"]], self.path, offset)
             out["event"] = frame[cols["event"]].astype(str)
@@ -97,14 +108,16 @@ class TabularLog:
             frame, column, source, offset, integer=True, hint="set id_type: str for ids that are not integers"
         )
 
-    def _timestamps(self, frame: pd.DataFrame, column: str, offset: int) -> pd.Series:
+    def _timestamps(self, frame: pd.DataFrame, column: str, offset: int) -> tuple[pd.Series, pd.Series | None]:
+        """Unix seconds, and for ISO times the UTC offset of the clock each was written on (else None)."""
         if self.timestamp_unit == "iso" or pd.api.types.is_datetime64_any_dtype(frame[column]):
-            return _iso_seconds(frame, column, self.path, offset)
+            return _iso_seconds(frame, column, self.path, offset, self.zone)
         hint = "set timestamp_unit: iso for date strings"
         if self.timestamp_unit == "s":  # fractional seconds are common; floor them
-            return np.floor(_numbers(frame, column, self.path, offset, integer=False, hint=hint)).astype(np.int64)
+            seconds = np.floor(_numbers(frame, column, self.path, offset, integer=False, hint=hint)).astype(np.int64)
+            return seconds, None
         ticks = _numbers(frame, column, self.path, offset, integer=True, hint=hint)
-        return ticks // _UNITS[self.timestamp_unit]
+        return ticks // _UNITS[self.timestamp_unit], None
 
     def _context(self, frame: pd.DataFrame, field: str, column: str, offset: int) -> pd.Series:
         if field == "device":
@@ -158,19 +171,60 @@ def _read_header(path: Path, sep: str) -> pd.DataFrame:
         raise DataError(f"{where(path)}: the file is empty") from err
 
 
-def _iso_seconds(frame: pd.DataFrame, column: str, source: Path, offset: int) -> pd.Series:
-    """Dates or date-times (naive ones taken as UTC) to int64 Unix seconds."""
+def _iso_seconds(
+    frame: pd.DataFrame, column: str, source: Path, offset: int, zone: tzinfo | None
+) -> tuple[pd.Series, pd.Series]:
+    """Dates or date-times to int64 Unix seconds and the UTC offset (seconds east) of the clock each was written on."""
     check_not_missing(frame, [column], source, offset)
-    raw = frame[column]
-    parsed = pd.to_datetime(raw, utc=True, errors="coerce", format=None if raw.dtype.kind == "M" else "ISO8601")
-    bad = parsed.isna().to_numpy()
+    wall, utc = _local_clock(frame[column], zone)
+    bad = (wall.isna() | utc.isna()).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{where(source, frame.index[row] + offset, column)}: {raw.iloc[row]!r} is not an ISO date "
+            f"{where(source, frame.index[row] + offset, column)}: {frame[column].iloc[row]!r} is not an ISO date "
             "(e.g. 2019-11-24 00:00:34+00:00)"
         )
-    return (parsed - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    second = pd.Timedelta(seconds=1)
+    return (utc - pd.Timestamp(0)) // second, (wall - utc) // second
+
+
+def _local_clock(raw: pd.Series, zone: tzinfo | None) -> tuple[pd.Series, pd.Series]:
+    """Naive local wall-clock times and naive UTC times of ISO strings or datetimes (NaT where unreadable).
+
+    A string's own offset (``+09:00``, ``Z``) or a datetime column's zone says where its clock was;
+    naive times are wall-clock time in ``zone`` (None: UTC): a time that a daylight-saving change
+    skips moves forward, one it repeats is taken the first time.
+    """
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        if raw.dt.tz is not None:
+            return raw.dt.tz_localize(None), raw.dt.tz_convert(None)
+        wall, has_offset, utc = raw, pd.Series(False, index=raw.index), raw
+    else:
+        text = raw.astype("string").str.strip()
+        parts = text.str.extract(_ISO_OFFSET)
+        has_offset = parts["offset"].notna()
+        wall = _naive_times(parts["wall"].where(has_offset, text))
+        utc = pd.to_datetime(text.where(has_offset), utc=True, errors="coerce", format="ISO8601").dt.tz_convert(None)
+        utc = utc.where(has_offset, wall)
+    naive = (~has_offset & wall.notna()).to_numpy()
+    if zone is not None and naive.any():
+        local = wall[naive].dt.tz_localize(zone, ambiguous=np.ones(int(naive.sum()), bool), nonexistent="shift_forward")
+        wall, utc = wall.copy(), utc.copy()
+        wall[naive], utc[naive] = local.dt.tz_localize(None), local.dt.tz_convert(None)
+    return wall, utc
+
+
+def _naive_times(text: pd.Series) -> pd.Series:
+    """ISO strings without offsets to naive datetimes; NaT where unreadable or where an offset is left over."""
+    try:
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        if parsed.dt.tz is None:
+            return parsed
+    except ValueError:  # naive times mixed with offsets that _ISO_OFFSET did not take apart
+        pass
+    one = (pd.to_datetime(t, errors="coerce", format="ISO8601") for t in text)  # the rare error path only
+    return pd.Series([t if t is not pd.NaT and t.tzinfo is None else pd.NaT for t in one], index=text.index,
+                     dtype="datetime64[ns]")
 
 
 def _numbers(frame: pd.DataFrame, column: str, source: Path, offset: int, *, integer: bool, hint: str) -> pd.Series:
