@@ -1,14 +1,26 @@
-"""Impression logs: bad propensities are refused with the row and column; OBD and artwork logs load as written."""
+"""Impression logs: bad propensities are refused with the row and column; OBD and artwork logs load as written;
+the documented format (docs/impression_log.md) is the one the writer and reader use."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from marquee.bandits.artwork_logs import artwork_frame, read_artwork_log, write_artwork_log
+from marquee.bandits.artwork_logs import (
+    LISTS,
+    OPTIONAL,
+    SCALARS,
+    SCHEMA,
+    artwork_frame,
+    read_artwork_log,
+    write_artwork_log,
+)
 from marquee.bandits.logs import BanditLog, Candidates
 from marquee.bandits.obd import load_obd, position_columns
 from marquee.bandits.simulator import ArtworkSimulator
@@ -105,3 +117,74 @@ def test_an_artwork_with_two_sets_of_features_is_refused_naming_the_row(tmp_path
     frame.at[20, "arm_features"] = [np.ones_like(f) for f in frame.at[20, "arm_features"]]
     with pytest.raises(DataError, match="row 20, column 'arm_features'.*differ from row 0"):
         write_artwork_log(frame, tmp_path / "impressions.parquet")
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "impression_log.md"
+
+
+def _doc_example(directory: Path, monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
+    """Run the Python example of docs/impression_log.md in ``directory``; return the frame it wrote."""
+    code = re.search(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL).group(1)
+    monkeypatch.chdir(directory)
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102  the page's own example, so that it stays runnable
+    return namespace["frame"]
+
+
+def test_the_documented_example_round_trips_through_the_writer_and_the_bandit_reader(tmp_path, monkeypatch):
+    frame = _doc_example(tmp_path, monkeypatch)
+    back = read_artwork_log(tmp_path / "impressions.parquet")
+    assert back.context_names == ("taste_action", "evening")
+    assert np.allclose(back.context, np.array(frame["context"].tolist()))
+    arms = [back.candidates.keys[row[row >= 0]].tolist() for row in back.candidates.ids]
+    assert arms == frame["arms"].tolist()
+    assert [back.candidates.features[i][: len(a)].tolist() for i, a in enumerate(arms)] == frame["arm_features"].tolist()
+    assert back.candidates.keys[back.chosen_arm].tolist() == frame["chosen"].tolist()
+    assert back.propensity.tolist() == frame["propensity"].tolist() and back.reward.tolist() == frame["reward"].tolist()
+    for column in ("impression_id", "timestamp", "user_id", "title_id", "hour", "policy"):
+        assert back.meta[column].tolist() == frame[column].tolist(), column
+    assert back.position is None  # no row had one
+
+
+def test_the_documented_columns_are_the_ones_the_writer_and_reader_use():
+    rows = re.findall(r"^\| `(\w+)` \| (.+?) \| (required|optional) \|", DOC.read_text(), re.MULTILINE)
+    assert [name for name, _, _ in rows] == SCHEMA.names
+    assert {name for name, _, need in rows if need == "required"} == set(SCALARS + LISTS)
+    assert {name for name, _, need in rows if need == "optional"} == set(OPTIONAL)
+
+
+def test_the_writer_takes_plain_columns_with_one_feature_array_per_row(tmp_path):
+    features = np.array([[0.5, 1.0], [2.0, -1.0]], dtype=np.float32)  # (K, f) for artworks 7 and 8
+    columns = {"impression_id": [0, 1], "user_id": [3, 4], "title_id": [1, 1], "context": [[1.0], [0.0]],
+               "arms": [[7, 8], [7, 8]], "arm_features": [features, features], "chosen": [8, 7],
+               "propensity": [0.5, 0.5], "reward": [0.0, 1.0]}
+    back = read_artwork_log(write_artwork_log(columns, tmp_path / "log.parquet"))
+    assert np.array_equal(back.candidates.features, np.stack([features, features]))
+    assert back.action.tolist() == [1, 0] and back.context_names == ("x0",)
+
+
+def _written_around_the_writer(tmp_path: Path, change) -> Path:
+    """The documented example, changed by ``change(table)`` and saved with plain pyarrow (no checks)."""
+    table = pq.read_table(tmp_path / "impressions.parquet")
+    path = tmp_path / "changed.parquet"
+    pq.write_table(change(table), path)
+    return path
+
+
+def test_the_reader_refuses_a_log_without_a_required_column(tmp_path, monkeypatch):
+    _doc_example(tmp_path, monkeypatch)
+    path = _written_around_the_writer(tmp_path, lambda t: t.drop(["propensity"]))
+    with pytest.raises(DataError, match=re.escape(f"file '{path}': missing required column(s) ['propensity']")):
+        read_artwork_log(path)
+
+
+@pytest.mark.parametrize(("value", "what"), [(0.0, "is zero or negative"), (-0.5, "is zero or negative"),
+                                             (1.5, "is above 1"), (None, "is missing")])
+def test_the_reader_refuses_a_propensity_outside_zero_one(tmp_path, monkeypatch, value, what):
+    _doc_example(tmp_path, monkeypatch)
+    column = SCHEMA.names.index("propensity")
+    path = _written_around_the_writer(
+        tmp_path, lambda t: t.set_column(column, "propensity", pa.array([0.8, value, 0.8], pa.float64())))
+    with pytest.raises(DataError, match=re.escape(f"file '{path}', row 1, column 'propensity': propensity ")) as err:
+        read_artwork_log(path)
+    assert what in str(err.value) and "expected a probability in (0, 1]" in str(err.value)

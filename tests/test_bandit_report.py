@@ -78,7 +78,7 @@ def test_cli_on_a_simulated_log_writes_report_run_record_and_impressions(shared_
 
 
 def test_cli_on_obd_values_the_logged_bts_policy(shared_data, tmp_path):
-    cfg = _compose([f"paths.output_dir={tmp_path}", "bandit/source@source=obd", "bandit/policies@policies=obd",
+    cfg = _compose([f"paths.output_dir={tmp_path}", "source=obd", "policies=obd",
                     "~policies.epsilon_greedy", "n_boot=100", "estimators=[ips,snips]", "reward_model.l2=100"])
     values = run(cfg)
     assert values["uniform/ips"] == pytest.approx(values["logging policy/on-policy"])  # uniform on a uniform log

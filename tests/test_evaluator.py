@@ -14,6 +14,7 @@ from marquee.data.evaluation_data import EvaluationData
 from marquee.data.events import EventSchema
 from marquee.data.loaders.movielens import MovieLens100K
 from marquee.data.splits import LeaveOneOut
+from marquee.errors import ConfigError
 from marquee.evaluation.evaluator import Evaluator
 from marquee.models.base import FittedRecommender
 
@@ -110,10 +111,12 @@ def test_sampled_metrics_need_the_flag_warn_and_flatter(ml100k_split, catalog, c
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="seen must be"):
+    with pytest.raises(ConfigError, match="evaluation.seen: 'mask' or 'keep'"):
         Evaluator(seen="sometimes")
-    with pytest.raises(ValueError, match="ks must be"):
+    with pytest.raises(ConfigError, match="evaluation.ks: cut-offs are positive"):
         Evaluator(ks=[0, 10])
+    with pytest.raises(ConfigError, match="evaluation.confidence"):
+        Evaluator(confidence=95)
 
 
 def test_the_evaluator_builds_its_data_with_its_own_settings_and_the_models_history_length(ml100k_split):
@@ -125,7 +128,7 @@ def test_the_evaluator_builds_its_data_with_its_own_settings_and_the_models_hist
     assert batch["items"].shape == (64, 5) and batch["targets"].shape == (64, 1)
     assert evaluator.resolved_device() == torch.device("cpu")
     assert Evaluator(device="auto").resolved_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ValueError, match="history must be one of"):
+    with pytest.raises(ConfigError, match="evaluation.history: one of"):
         Evaluator(history="future").data(ml100k_split, None)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from marquee import train
 from marquee.checkpoint import load_system
 from marquee.config_dir import CONFIG_DIR
 from marquee.data.pipeline import prepare_split
+from marquee.errors import ConfigError
 from marquee.evaluation.evaluator import Evaluator
 from marquee.models.sasrec import SASRec
 
@@ -136,14 +138,25 @@ def test_resuming_from_a_checkpoint_ends_at_the_metrics_of_an_uninterrupted_run(
               "callbacks.early_stopping.patience=50", "~callbacks.progress_bar")
     whole = train.run(_cfg(csv, tmp_path / "whole", "trainer.max_epochs=4", *common))
     train.run(_cfg(csv, tmp_path / "part", "trainer.max_epochs=2", *common))
+    before = _file_digests(tmp_path / "part")
     resumed = train.run(_cfg(csv, tmp_path / "resumed", "trainer.max_epochs=4",
                              f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}", *common))
+    assert _file_digests(tmp_path / "part") == before  # the run resumed from is left byte for byte
     assert resumed["train/epochs"] == whole["train/epochs"] == 4
+    # the best score and the top-k came along: the best of all four epochs is chosen, as without the break
+    assert resumed["train/best_val_score"] == whole["train/best_val_score"]
     for key in ("val/ndcg@10", "test/recall@1", "test/ndcg@10", "test/mrr@10"):
         assert resumed[key] == whole[key], key
+    kept = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("epoch_*.ckpt"))
+    assert kept == sorted(p.name for p in (tmp_path / "whole" / "checkpoints").glob("epoch_*.ckpt"))
     a = torch.load(tmp_path / "whole" / "checkpoints" / "model.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "model.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _file_digests(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def test_training_logs_throughput_and_a_side_input_the_data_lacks_is_named(tmp_path):
@@ -160,8 +173,12 @@ def test_training_logs_throughput_and_a_side_input_the_data_lacks_is_named(tmp_p
     assert (frame["perf/tokens_per_s"].dropna() > 0).all() and frame["perf/peak_share"].notna().any()
     assert 0 < frame["perf/peak_share"].dropna().iloc[0] < 1
     assert metrics["train/n_parameters"] > 0
-    with pytest.raises(ValueError, match="side input 'device' needs 'device'"):
-        train.run(_cfg(csv, tmp_path / "bad", "trainer.max_epochs=1", "model.side_inputs=[device]"))
+    # refused when the model is built, before any training, naming the key
+    with pytest.raises(ConfigError, match="model.side_inputs: 'device' needs a device column"):
+        train.run(_cfg(csv, tmp_path / "bad", "trainer.max_epochs=1", "evaluation.ks=[1,3]",
+                       "model.side_inputs=[device]"))
+    assert not (tmp_path / "bad" / "csv").exists()  # no trainer started
+    assert json.loads((tmp_path / "bad" / "run.json").read_text())["status"] == "failed"
 
 
 def test_the_models_max_len_sets_the_training_windows(tmp_path, monkeypatch):

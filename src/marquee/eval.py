@@ -6,15 +6,17 @@ import json
 import logging
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from marquee.checkpoint import MODEL_FILE, load_system
-from marquee.config_dir import CONFIG_DIR
+from marquee.cli import entry_point
 from marquee.data.atomic import write_json
+from marquee.data.errors import DataError
 from marquee.data.pipeline import prepare_split
+from marquee.errors import ConfigError
+from marquee.preflight import check_ks, check_stages
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +31,29 @@ def evaluation_config(trained: DictConfig) -> DictConfig:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Rebuild the run's data from its recorded config, check the data is unchanged, evaluate its saved system."""
     run_dir = Path(cfg.run_dir)
+    stages = check_stages(list(cfg.stages))
     record_path = run_dir / "run.json"
     if not record_path.is_file():
-        raise FileNotFoundError(f"'{run_dir}' is not a marquee run directory: no run.json in it")
+        raise ConfigError("run_dir", f"'{run_dir}' is not a marquee run directory: no run.json in it")
+    if not (run_dir / "checkpoints" / MODEL_FILE).is_file():
+        raise ConfigError("run_dir", f"'{run_dir}' has no saved model (checkpoints/{MODEL_FILE}): "
+                          f"its status is '{json.loads(record_path.read_text()).get('status', 'unknown')}'")
     trained = OmegaConf.create(json.loads(record_path.read_text())["config"])
     system, payload = load_system(run_dir / "checkpoints" / MODEL_FILE)
     split = prepare_split(trained.data)
     if split.log.fingerprint != payload["data_fingerprint"]:
-        raise ValueError(f"the data changed since '{run_dir}' was trained: fingerprint {split.log.fingerprint[:16]} "
-                         f"!= {payload['data_fingerprint'][:16]}")
+        raise DataError(f"the data changed since '{run_dir}' was trained: fingerprint {split.log.fingerprint[:16]} "
+                        f"!= {payload['data_fingerprint'][:16]}")
     output_dir = Path(cfg.paths.output_dir)
     evaluator = instantiate(evaluation_config(trained))
-    metrics = evaluator.evaluate_stages(system, evaluator.data(split, system.max_len), list(cfg.stages), output_dir)
-    write_json({"evaluated_run": str(run_dir.resolve()), "stages": list(cfg.stages)}, output_dir / "eval.json")
+    check_ks(evaluator.ks, system.n_items)
+    metrics = evaluator.evaluate_stages(system, evaluator.data(split, system.max_len), stages, output_dir)
+    write_json({"evaluated_run": str(run_dir.resolve()), "stages": stages}, output_dir / "eval.json")
     print(output_dir.resolve())
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+@entry_point("eval")
 def main(cfg: DictConfig) -> None:
     """Compose the eval config and run it."""
     run(cfg)

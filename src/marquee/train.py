@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from marquee.config_dir import CONFIG_DIR
+from marquee.cli import entry_point, failure_reason
 from marquee.data.atomic import update_json, write_json
 from marquee.data.catalog import Catalog
-from marquee.data.errors import DataError
 from marquee.data.pipeline import prepare_split
 from marquee.data.summary import format_table, split_summary
-from marquee.models.memory import InsufficientMemory
-from marquee.run_record import write_run_record
+from marquee.preflight import check_group_choices, check_ks, check_stages
+from marquee.rank_zero import is_rank_zero
+from marquee.run_record import recorded_run
 from marquee.training.pipeline import fit_pipeline, has_model
 
 log = logging.getLogger(__name__)
-
-# mistakes a user can fix: one message and exit code 2, the traceback only in the run's log
-USER_ERRORS = (DataError, InsufficientMemory)
-
-
-def user_error(error: BaseException) -> BaseException | None:
-    """The user's mistake behind ``error``, also when Hydra wrapped it while building an object from the config."""
-    while error is not None:
-        if isinstance(error, USER_ERRORS):
-            return error
-        error = error.__cause__
-    return None
-
-
-def log_traceback_to_files(error: BaseException) -> None:
-    """Write ``error`` with its traceback into the run's log files only (the screen gets one line)."""
-    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "stopped: %s", (error,),
-                            (type(error), error, error.__traceback__))
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
 
 
 def report_to_trackers(loggers: list, metrics: dict[str, float]) -> None:
@@ -58,41 +35,39 @@ def report_to_trackers(loggers: list, metrics: dict[str, float]) -> None:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Load and split the data, record the run; with a model, fit the pipeline and evaluate every configured stage."""
-    pl.seed_everything(cfg.seed, workers=True)
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(cfg.torch_threads)
     output_dir = Path(cfg.paths.output_dir)
-    split = prepare_split(cfg.data)
-    summary = split_summary(split)
-    write_json(summary, output_dir / "data_summary.json")
-    write_run_record(output_dir, cfg, split.log)
-    if not has_model(cfg):
-        print(format_table(summary))
-        print(output_dir.resolve())
-        return {}
-    evaluator = instantiate(cfg.evaluation)
-    system, fitted = fit_pipeline(cfg, split, Catalog.from_split(split), evaluator, output_dir)
-    metrics = dict(fitted.metrics)
-    metrics.update(evaluator.evaluate_stages(system, evaluator.data(split, system.max_len), list(cfg.stages),
-                                             output_dir))
-    report_to_trackers(fitted.loggers, metrics)
-    update_json(metrics, output_dir / "metrics.json")
-    print(output_dir.resolve())
+    with recorded_run(output_dir, cfg, lambda e: failure_reason(e, "train")) as record:
+        check_group_choices(cfg)
+        stages = check_stages(list(cfg.stages))
+        pl.seed_everything(cfg.seed, workers=True)
+        if cfg.get("torch_threads"):
+            torch.set_num_threads(cfg.torch_threads)
+        evaluator = instantiate(cfg.evaluation) if has_model(cfg) else None
+        split = prepare_split(cfg.data)
+        record.data(split.log)
+        summary = split_summary(split)
+        if is_rank_zero():
+            write_json(summary, output_dir / "data_summary.json")
+        if evaluator is None:
+            print(format_table(summary))
+            print(output_dir.resolve())
+            return {}
+        catalog = Catalog.from_split(split)
+        check_ks(evaluator.ks, catalog.n_items)
+        system, fitted = fit_pipeline(cfg, split, catalog, evaluator, output_dir)
+        metrics = dict(fitted.metrics)
+        metrics.update(evaluator.evaluate_stages(system, evaluator.data(split, system.max_len), stages, output_dir))
+        if is_rank_zero():
+            report_to_trackers(fitted.loggers, metrics)
+            update_json(metrics, output_dir / "metrics.json")
+            print(output_dir.resolve())
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@entry_point("train")
 def main(cfg: DictConfig) -> float | None:
     """Compose the config, run, and return the optimized metric for sweepers."""
-    try:
-        metrics = run(cfg)
-    except Exception as error:
-        mistake = user_error(error)
-        if mistake is None:
-            raise
-        log_traceback_to_files(error)
-        print(f"error: {mistake}", file=sys.stderr)
-        sys.exit(2)
+    metrics = run(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

@@ -1,30 +1,19 @@
 """marquee's artwork impression log: one Parquet row per artwork shown, the format serving writes and OPE reads.
 
-| column         | type                 | meaning                                                              |
-|----------------|----------------------|----------------------------------------------------------------------|
-| impression_id  | int64                | unique per impression                                                |
-| timestamp      | int64, nullable      | Unix seconds when the artwork was shown                              |
-| user_id        | int64                | member id (marquee's user vocabulary)                                |
-| title_id       | int64                | title id (marquee's item vocabulary)                                 |
-| position       | int16, nullable      | 0-based row of the title on the page                                 |
-| hour           | int8, nullable       | hour of day (0-23) in the member's time zone                         |
-| context        | list<float32>        | the member context the policy saw, the same length on every row      |
-| arms           | list<int64>          | candidate artwork ids, in the order the policy scored them           |
-| arm_features   | list<list<float32>>  | features of each candidate, one list per arm, all of one length      |
-| chosen         | int64                | the artwork shown; one of ``arms``                                   |
-| propensity     | float64              | the logging policy's probability of showing ``chosen``, in (0, 1]    |
-| reward         | float32              | 1 if the member played the title after the impression, else 0        |
-| policy         | string               | the logging policy's name and version                                |
+``docs/impression_log.md`` documents every column (``SCHEMA`` below is its authority), how propensities
+must be logged, and how to point ``python -m marquee.bandit source=artwork_log`` at a file.
+:func:`write_artwork_log` is the writer: it checks every row first, so a file with a zero, missing or
+above-one propensity, or a ``chosen`` that is not among the ``arms``, is refused before anything is
+written; :func:`read_artwork_log` checks the same on reading and names the row and column.
 
 The file's schema metadata holds ``marquee.context_names`` (a JSON list naming the context entries)
-and ``marquee.artwork_log_version``. An artwork id always has the same features. Writing checks every
-row first, so a file with a zero, missing or above-one propensity, or a ``chosen`` that is not among
-the ``arms``, is refused before anything is written; reading checks the same and names the row.
+and ``marquee.artwork_log_version``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +26,10 @@ from marquee.data.atomic import atomic_path
 from marquee.data.errors import DataError, where
 
 VERSION = "1"
+# required columns: one value per row, and one list per row
 SCALARS = ("impression_id", "user_id", "title_id", "chosen", "propensity", "reward")
 LISTS = ("context", "arms", "arm_features")
+# optional columns: written as nulls when a frame leaves them out
 OPTIONAL = ("timestamp", "position", "hour", "policy")
 SCHEMA = pa.schema([
     ("impression_id", pa.int64()), ("timestamp", pa.int64()), ("user_id", pa.int64()), ("title_id", pa.int64()),
@@ -67,10 +58,15 @@ def artwork_frame(log: BanditLog, policy: str) -> pd.DataFrame:
     })
 
 
-def write_artwork_log(frame: pd.DataFrame, path: str | Path, context_names: tuple[str, ...] | list[str] = ()) -> Path:
-    """Check every row of ``frame`` (the layout above), then write it to ``path`` atomically."""
+def write_artwork_log(frame: pd.DataFrame | Mapping[str, Sequence], path: str | Path,
+                      context_names: Sequence[str] = ()) -> Path:
+    """Check every row of ``frame`` (a DataFrame, or a mapping of column name to values), then write it atomically.
+
+    ``context_names`` name the entries of the ``context`` lists; they travel in the file's metadata.
+    Returns ``path``. See docs/impression_log.md for the columns.
+    """
     path = Path(path)
-    table = _table(frame, path)
+    table = _table(pd.DataFrame(frame), path)
     to_bandit_log(table, path, tuple(context_names))  # raises on any bad row; nothing is written then
     metadata = {b"marquee.context_names": json.dumps(list(context_names)).encode(),
                 b"marquee.artwork_log_version": VERSION.encode()}
@@ -89,12 +85,21 @@ def read_artwork_log(path: str | Path) -> BanditLog:
     return to_bandit_log(table, path, tuple(names))
 
 
-def _table(frame: pd.DataFrame, source: Path) -> pa.Table:
-    missing = [c for c in SCALARS + LISTS if c not in frame.columns]
+def _check_columns(columns: Sequence[str], source: Path) -> None:
+    """Refuse a frame or file without every required column, naming the missing ones."""
+    missing = [c for c in SCALARS + LISTS if c not in columns]
     if missing:
-        raise DataError(f"{where(source)}: missing column(s) {missing}; an artwork log has {SCHEMA.names}")
-    frame = frame.assign(**{c: None for c in OPTIONAL if c not in frame.columns})
+        required = [c for c in SCHEMA.names if c not in OPTIONAL]
+        raise DataError(f"{where(source)}: missing required column(s) {missing}; an artwork log has the columns "
+                        f"{required} and optionally {list(OPTIONAL)} (docs/impression_log.md)")
+
+
+def _table(frame: pd.DataFrame, source: Path) -> pa.Table:
+    _check_columns(list(frame.columns), source)
     try:
+        frame = frame.assign(**{c: None for c in OPTIONAL if c not in frame.columns},
+                             # a row's features may come as one (K, f) array: Arrow takes a list of K rows
+                             arm_features=[f if f is None else list(f) for f in frame["arm_features"]])
         return pa.Table.from_pandas(frame[SCHEMA.names], schema=SCHEMA, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
         raise DataError(f"{where(source)}: a column does not convert to the artwork-log schema: {err}") from err
@@ -112,9 +117,7 @@ def _lists(table: pa.Table, name: str, source: Path) -> tuple[np.ndarray, pa.Arr
 def to_bandit_log(table: pa.Table, source: str | Path, context_names: tuple[str, ...] = ()) -> BanditLog:
     """Check an artwork-log table row by row and turn it into a BanditLog; errors name the row and column."""
     source = Path(source)
-    missing = [c for c in SCALARS + LISTS if c not in table.column_names]
-    if missing:
-        raise DataError(f"{where(source)}: missing column(s) {missing}; an artwork log has {SCHEMA.names}")
+    _check_columns(table.column_names, source)
     n = table.num_rows
     for name in SCALARS:
         nulls = table[name].is_null().to_numpy(zero_copy_only=False) if name != "propensity" else np.zeros(n, bool)

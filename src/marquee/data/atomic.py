@@ -32,18 +32,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def write_json(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
+def write_json(obj: Any, path: str | Path, sort_keys: bool = True) -> Path:
+    """Write ``obj`` as indented JSON, atomically; ``sort_keys=False`` keeps an order that means something
+    (a config's ``events.types``)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n")
     return Path(path)
 
 
-def update_json(updates: dict[str, Any], path: str | Path) -> Path:
+def update_json(updates: dict[str, Any], path: str | Path, sort_keys: bool = True) -> Path:
     """Merge ``updates`` into the JSON object at ``path`` (created if absent), atomically."""
     path = Path(path)
     current = json.loads(path.read_text()) if path.is_file() else {}
-    return write_json({**current, **updates}, path)
+    return write_json({**current, **updates}, path, sort_keys)
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:

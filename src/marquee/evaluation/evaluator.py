@@ -14,6 +14,7 @@ import torch
 from marquee.data.atomic import update_json, write_parquet
 from marquee.data.evaluation_data import HISTORIES, EvaluationData
 from marquee.data.splits import Split
+from marquee.errors import ConfigError
 from marquee.evaluation import beyond_accuracy as ba
 from marquee.evaluation.metrics import accuracy_metrics
 from marquee.evaluation.ranked import RankedUsers
@@ -22,6 +23,7 @@ from marquee.evaluation.sampled import NegativeSampler
 from marquee.evaluation.slices import activity_buckets, metadata_labels, popularity_buckets
 from marquee.evaluation.statistics import bootstrap_cis
 from marquee.models.base import Recommender
+from marquee.rank_zero import is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +84,15 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         if self.history not in HISTORIES:
-            raise ValueError(f"evaluation.history must be one of {HISTORIES}, got {self.history!r}")
+            raise ConfigError("evaluation.history", f"one of {list(HISTORIES)}, got {self.history!r}")
         if self.seen not in ("mask", "keep"):
-            raise ValueError(f"evaluation.seen must be 'mask' or 'keep', got {self.seen!r}")
+            raise ConfigError("evaluation.seen", f"'mask' or 'keep', got {self.seen!r}")
         if not self.ks or min(self.ks) < 1:
-            raise ValueError(f"evaluation.ks must be positive integers, got {self.ks}")
+            raise ConfigError("evaluation.ks", f"cut-offs are positive integers, got {list(self.ks)}")
+        if not 0 < self.confidence < 1:
+            raise ConfigError("evaluation.confidence", f"a level in (0, 1), got {self.confidence}")
+        if self.batch_size < 1:
+            raise ConfigError("evaluation.batch_size", f"a positive integer, got {self.batch_size}")
         self.ks = sorted(int(k) for k in self.ks)
 
     def data(self, split: Split, max_len: int | None) -> EvaluationData:
@@ -114,14 +120,15 @@ class Evaluator:
         """
         metrics: dict[str, float] = {}
         for stage in stages:
-            result = self.evaluate(model, data, stage)
-            result.save(output_dir)
+            result = self.evaluate(model, data, stage)  # every rank ranks its share of the users
+            if is_rank_zero():  # one process writes and prints
+                result.save(output_dir)
+                print(result.table())
             metrics.update(result.metrics)
-            print(result.table())
             for name, part in model.evaluated_parts().items():
                 metrics.update({f"{name}/{k}": v for k, v in self.evaluate(part, data, stage).metrics.items()
                                 if "/slice/" not in k})
-        if metrics:
+        if metrics and is_rank_zero():
             update_json(metrics, Path(output_dir) / "metrics.json")
         return metrics
 

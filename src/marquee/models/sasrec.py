@@ -34,7 +34,7 @@ class SASRec(TrainableRecommender):
         n_items = self.n_items
         if not isinstance(max_len, int) or max_len < 1:
             raise ValueError(f"SASRec needs a positive integer max_len, got {max_len!r}")
-        side = _check_side(list(side_inputs))
+        side = _check_side(list(side_inputs), catalog)
         if bidirectional and {"event", "value"} & set(side):
             raise ValueError("BERT4Rec hides the item at masked positions but would still read its event and "
                              "value there; use side inputs genres, time or device with bidirectional=True")

@@ -13,15 +13,23 @@ from torch import nn
 
 from marquee.data.catalog import Catalog
 from marquee.data.context import ContextSpec, gap_bucket
+from marquee.errors import ConfigError
 
 SIDE_INPUTS = ("genres", "event", "value", "time", "device")
 TARGET_CONTEXT = {"time": ("hour", "dow"), "device": ("device",)}  # side-input switch -> context features
 
 
-def _check_side(side_inputs: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def _check_side(side_inputs: list[str] | tuple[str, ...], catalog: Catalog) -> tuple[str, ...]:
+    """The side inputs, checked against the names known and against what the catalog's data has."""
     unknown = sorted(set(side_inputs) - set(SIDE_INPUTS))
     if unknown:
-        raise ValueError(f"unknown side inputs {unknown}; choose from {list(SIDE_INPUTS)}")
+        raise ConfigError("model.side_inputs", f"unknown side inputs {unknown}; choose from {list(SIDE_INPUTS)}")
+    lacking = {"genres": ("item genres", catalog.n_genres == 0), "time": ("timestamps", not catalog.context.time),
+               "device": ("a device column", not catalog.context.devices)}
+    for name in side_inputs:
+        needs, absent = lacking.get(name, ("", False))
+        if absent:
+            raise ConfigError("model.side_inputs", f"'{name}' needs {needs}, and this data has none; drop it")
     return tuple(side_inputs)
 
 
@@ -38,13 +46,11 @@ class SequenceInputs(nn.Module):
     def __init__(self, item_embedding: nn.Embedding, hidden: int, max_len: int, dropout: float,
                  side_inputs: tuple[str, ...], catalog: Catalog):
         super().__init__()
-        self.side = _check_side(side_inputs)
+        self.side = _check_side(side_inputs, catalog)
         self.item_embedding = item_embedding
         self.position = nn.Embedding(max_len, hidden)
         context = catalog.context
         if "genres" in self.side:
-            if catalog.n_genres == 0:
-                raise ValueError("side input 'genres' needs item genres, and this catalog has none")
             genres = catalog.item_genres
             # one padding row more than the catalog, for BERT4Rec's mask token
             table = torch.cat([genres, torch.zeros(1, genres.shape[1], dtype=genres.dtype)])

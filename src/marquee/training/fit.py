@@ -21,8 +21,10 @@ from marquee.data.catalog import Catalog
 from marquee.data.splits import Split
 from marquee.evaluation.evaluator import Evaluator
 from marquee.models.base import FittedRecommender, Recommender, TrainableRecommender
+from marquee.rank_zero import is_rank_zero
 from marquee.run_record import code_version
 from marquee.training.module import RecommenderModule
+from marquee.training.resume import ResumeInNewRun
 from marquee.training.throughput import ThroughputLogger
 
 log = logging.getLogger(__name__)
@@ -50,21 +52,28 @@ def fit_stage(cfg: DictConfig, split: Split, catalog: Catalog, evaluator: Evalua
     callbacks from ``cfg``; ``cfg.ckpt_path`` resumes), and save it as ``stage_dir/checkpoints/model.pt``."""
     stage_dir = Path(stage_dir)
     model: Recommender = build(cfg.model, catalog=catalog)
+    loggers = instantiate_all(cfg.get("logger"))  # every model reports to the trackers, a closed-form one too
+    n_parameters = sum(p.numel() for p in model.parameters())  # a closed-form model has its weights after fit
+    for logger in loggers:
+        logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True), "git": code_version(),
+                                "data_fingerprint": split.log.fingerprint})
     started = time.perf_counter()
     if isinstance(model, FittedRecommender):
         model.fit(split)
-        stage = FittedStage(model, {"train/fit_seconds": time.perf_counter() - started})
+        stage = FittedStage(model, {"train/fit_seconds": time.perf_counter() - started}, loggers)
     elif isinstance(model, TrainableRecommender):
-        stage = _train_with_lightning(cfg, model, split, evaluator)
+        stage = _train_with_lightning(cfg, model, split, evaluator, loggers)
+        stage.metrics["train/n_parameters"] = float(n_parameters)
     else:
         raise TypeError(f"{type(model).__name__} is neither a FittedRecommender nor a TrainableRecommender")
-    save_system(model, {"model": cfg.model}, None, catalog, stage_dir / "checkpoints",
-                data_fingerprint=split.log.fingerprint)
+    if is_rank_zero():
+        save_system(model, {"model": cfg.model}, None, catalog, stage_dir / "checkpoints",
+                    data_fingerprint=split.log.fingerprint)
     return stage
 
 
-def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, split: Split, evaluator: Evaluator
-                          ) -> FittedStage:
+def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, split: Split, evaluator: Evaluator,
+                          loggers: list) -> FittedStage:
     # the datamodule gets the model's max_len and the evaluator's rows: validation ranks what evaluation ranks
     datamodule = instantiate(cfg.datamodule)(split=split, max_len=model.max_len,
                                              evaluation=evaluator.data(split, model.max_len))
@@ -77,20 +86,9 @@ def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, split: S
         scheduler_interval=optim.get("scheduler_interval", "epoch"),
         seed=cfg.seed,
     )
-    callbacks = [*instantiate_all(cfg.get("callbacks")), ThroughputLogger()]
-    if cfg.get("ckpt_path"):
-        # Lightning restores a ModelCheckpoint's best score only when its dirpath is unchanged: a resumed run
-        # keeps writing checkpoints beside the one it resumes from, so its best is chosen over all epochs
-        for callback in callbacks:
-            if isinstance(callback, pl.callbacks.ModelCheckpoint):
-                callback.dirpath = str(Path(cfg.ckpt_path).resolve().parent)
-        log.info("resuming: checkpoints continue in %s", Path(cfg.ckpt_path).resolve().parent)
-    loggers = instantiate_all(cfg.get("logger"))
+    # a resumed run copies the earlier run's checkpoints into its own folder and goes on there (ResumeInNewRun)
+    callbacks = [*instantiate_all(cfg.get("callbacks")), ThroughputLogger(), ResumeInNewRun()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    n_parameters = sum(p.numel() for p in model.parameters())
-    for logger in loggers:
-        logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True), "git": code_version(),
-                                "data_fingerprint": split.log.fingerprint, "n_parameters": n_parameters})
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     seconds = time.perf_counter() - started
@@ -103,7 +101,6 @@ def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, split: S
     metrics = {
         "train/seconds": seconds,
         "train/epochs": float(trainer.current_epoch),
-        "train/n_parameters": float(n_parameters),
     }
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics["train/best_val_score"] = float(checkpoint.best_model_score)

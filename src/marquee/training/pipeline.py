@@ -23,6 +23,7 @@ from marquee.data.catalog import Catalog
 from marquee.data.splits import Split
 from marquee.evaluation.evaluator import Evaluator
 from marquee.models.base import Recommender
+from marquee.rank_zero import is_rank_zero
 from marquee.training.fit import FittedStage, fit_stage
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,9 @@ def fit_pipeline(cfg: DictConfig, split: Split, catalog: Catalog, evaluator: Eva
         if done is not None:
             log.info("stage %s: loaded the finished stage %s", name, done)
             models[name] = load_system(done)[0]
-            save_system(models[name], {"model": view.model}, None, catalog, stage_dir / "checkpoints",
-                        data_fingerprint=split.log.fingerprint)
+            if is_rank_zero():
+                save_system(models[name], {"model": view.model}, None, catalog, stage_dir / "checkpoints",
+                            data_fingerprint=split.log.fingerprint)
         else:
             part = fit_stage(view, split, catalog, evaluator, stage_dir)
             models[name] = part.model
@@ -92,7 +94,7 @@ def fit_pipeline(cfg: DictConfig, split: Split, catalog: Catalog, evaluator: Eva
         model_cfgs[name] = view.model
     system = compose_system(models, cfg.pipeline.get("system"))
     fitted.model = system
-    if not single:
+    if not single and is_rank_zero():
         save_system(system, model_cfgs, cfg.pipeline.system, catalog, output_dir / "checkpoints",
                     data_fingerprint=split.log.fingerprint)
     return system, fitted
