@@ -88,10 +88,11 @@ class RunRecord:
             update_json({"status": "finished", "ended": _now()}, self.path, sort_keys=False)
 
     def fail(self, reason: str, status: str = "failed") -> None:
-        """Close the record as ``failed`` (or ``interrupted``) with its one-line reason, and write ``FAILED``."""
+        """Close the record as ``failed`` (``interrupted``, ``pruned``) with its one-line reason; ``FAILED`` if failed."""
         if is_rank_zero():
             update_json({"status": status, "ended": _now(), "error": reason}, self.path, sort_keys=False)
-            (self.path.parent / "FAILED").write_text(reason + "\n")
+            if status == "failed":
+                (self.path.parent / "FAILED").write_text(reason + "\n")
 
 
 def log_traceback_to_files(error: BaseException) -> None:
@@ -117,7 +118,7 @@ def recorded_run(output_dir: str | Path, cfg: DictConfig, describe: Callable[[Ba
         log_traceback_to_files(error)
         raise
     except Exception as error:
-        record.fail(describe(error))
+        record.fail(describe(error), status=getattr(error, "run_status", "failed"))  # a pruned trial: "pruned"
         log_traceback_to_files(error)
         raise
     record.finish()

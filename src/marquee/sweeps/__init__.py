@@ -1,0 +1,1 @@
+"""Hyperparameter studies: Optuna over marquee.train runs, chosen on validation, the winner re-run over seeds."""
