@@ -65,7 +65,7 @@ def test_a_failing_trial_is_recorded_failed_and_the_study_completes_the_others(t
     assert table["state"].tolist() == ["COMPLETE", "FAIL", "COMPLETE"]
     # each completed trial's value is its run's validation metric, as metrics.json holds it
     for row in table[table["state"] == "COMPLETE"].itertuples():
-        assert row.value == json.loads((Path(row.run_dir) / "metrics.json").read_text())["val/ndcg@10"]
+        assert row.value == json.loads((study.dir / row.run_dir / "metrics.json").read_text())["val/ndcg@10"]
 
 
 def test_a_search_never_evaluates_test_and_only_the_winners_seeds_do(tmp_path, monkeypatch):

@@ -189,7 +189,7 @@ class Study:
         trial.set_user_attr("pid", os.getpid())
         params = suggest(trial, self.spec.space)
         output_dir = self.dir / "trials" / f"{trial.number:04d}"
-        trial.set_user_attr("run_dir", str(output_dir))
+        trial.set_user_attr("run_dir", str(output_dir.relative_to(self.dir)))  # the study folder can move
         pruning = {"optuna_pruning": {"_target_": "marquee.sweeps.pruning.OptunaPruning", "storage": str(self.journal),
                                       "study_name": self.spec.name, "trial_number": trial.number,
                                       "monitor": self.spec.metric, "pruner": self.spec.pruner}}
@@ -198,17 +198,23 @@ class Study:
         return validation_value(metrics, self.spec.metric)
 
     def write_trials(self, study: optuna.Study) -> Path:
-        """``trials.csv``: number, state, value, duration, params, run folder."""
+        """``trials.csv``: number, state, value, duration, params, run folder (relative to the study folder)."""
         rows = []
         for t in study.get_trials(deepcopy=False):
             duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
             rows.append({"number": t.number, "state": t.state.name, "value": t.value, "duration_s": duration,
-                         **{f"params_{k}": v for k, v in t.params.items()}, "run_dir": t.user_attrs.get("run_dir")})
+                         **{f"params_{k}": v for k, v in t.params.items()}, "run_dir": self._relative(t.user_attrs.get("run_dir"))})
         import pandas as pd
 
         with atomic_path(self.dir / TRIALS_CSV) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
         return self.dir / TRIALS_CSV
+
+    def _relative(self, run_dir: str | None) -> str | None:
+        """A trial's run folder relative to the study folder (no machine's path in a committed trials.csv)."""
+        if run_dir and Path(run_dir).is_absolute() and Path(run_dir).is_relative_to(self.dir.resolve()):
+            return str(Path(run_dir).relative_to(self.dir.resolve()))
+        return run_dir
 
     def freeze_best(self, study: optuna.Study) -> dict[str, Any]:
         """Write ``best.yaml``: the winning trial's params and the full override list that re-creates it."""

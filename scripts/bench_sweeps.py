@@ -1,0 +1,107 @@
+"""Hyperparameter studies on ML-100K under the protocol: choose on validation, freeze, then read test over seeds.
+
+Every step resumes where it stopped, and what it measured stays under experiments/sweeps/:
+
+    python scripts/bench_sweeps.py study sasrec        # the 40-trial SASRec study, then its winner over 5 seeds
+    python scripts/bench_sweeps.py study two_tower     # the 20-trial two-tower study, then its winner over 5 seeds
+    python scripts/bench_sweeps.py default sasrec      # the default config (experiment=sasrec_ml100k) over 5 seeds
+    python scripts/bench_sweeps.py workers             # wall time of one fixed study with 1 and with 2 workers
+    python scripts/bench_sweeps.py render              # experiments/sweeps/README.md and its plots
+
+A study's journal (optuna.journal), trials.csv, best.yaml and each seed's run.json, metrics.json and
+per-user files are committed; the trials' own run folders are not (checkpoints), see .gitignore.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "experiments" / "sweeps"
+WORKER_ROWS = OUT / "workers.jsonl"
+SEEDS = [0, 1, 2, 3, 4]
+QUIET = ["evaluation.progress=false", "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]
+STUDIES = {  # name -> (hparams_search file, n_trials, the experiment its default config is)
+    "sasrec": ("sasrec_ml100k", 40, "sasrec_ml100k"),
+    "two_tower": ("two_tower_ml100k", 20, "two_tower_ml100k"),
+}
+
+
+def sweep(args: list[str]) -> None:
+    subprocess.run([sys.executable, "-m", "marquee.sweep", *args], cwd=REPO, check=True)
+
+
+def run_study(name: str, threads: int) -> None:
+    """Run (or resume) the study into experiments/sweeps/<name>/, then re-run its winner with every seed."""
+    search, n_trials, _ = STUDIES[name]
+    sweep([f"hparams_search={search}", f"n_trials={n_trials}", f"seeds={SEEDS}".replace(" ", ""),
+           f"study_dir={OUT / name}", f"torch_threads={threads}", *QUIET])
+
+
+def run_default(name: str, threads: int) -> None:
+    """The study's default config, untuned, once per seed (finished seeds are kept)."""
+    _, _, experiment = STUDIES[name]
+    for seed in SEEDS:
+        out = OUT / name / "default" / f"seed_{seed}"
+        record = out / "run.json"
+        if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
+            continue
+        subprocess.run([sys.executable, "-m", "marquee.train", f"experiment={experiment}", f"seed={seed}",
+                        f"torch_threads={threads}", f"hydra.run.dir={out}", *QUIET], cwd=REPO, check=True)
+
+
+def time_workers(repeats: int) -> None:
+    """Wall time of the same 12-trial EASE study with 1 worker (2 threads) and 2 workers (1 thread each),
+    interleaved, ``repeats`` times; nothing else should run meanwhile."""
+    scratch = REPO / "logs" / "bench_sweeps_workers"
+    for repeat in range(repeats):
+        for workers in (1, 2):
+            shutil.rmtree(scratch, ignore_errors=True)
+            threads = 2 // workers
+            started = time.perf_counter()
+            sweep(["hparams_search=ease_ml100k", "n_trials=12", "seeds=[]", f"n_workers={workers}",
+                   f"study_dir={scratch}", f"torch_threads={threads}", *QUIET])
+            seconds = time.perf_counter() - started
+            row = {"repeat": repeat, "workers": workers, "threads_per_worker": threads, "trials": 12,
+                   "study": "ease_ml100k", "wall_seconds": round(seconds, 2), "machine": machine(),
+                   "measured": datetime.now().isoformat(timespec="seconds")}
+            with WORKER_ROWS.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(row)
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["study", "default", "workers", "render"])
+    parser.add_argument("name", nargs="?", choices=sorted(STUDIES), default="sasrec")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.step == "study":
+        run_study(args.name, args.threads)
+    elif args.step == "default":
+        run_default(args.name, args.threads)
+    elif args.step == "workers":
+        time_workers(args.repeats)
+    else:
+        from render_sweeps import render  # scripts/render_sweeps.py: the README from committed files only
+
+        render(OUT)
+
+
+if __name__ == "__main__":
+    main()
