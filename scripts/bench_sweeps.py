@@ -36,15 +36,28 @@ STUDIES = {  # name -> (hparams_search file, n_trials, the experiment its defaul
 }
 
 
+def environment() -> dict[str, str]:
+    """This process's environment with the data directory relative to the repository, so that the run records
+    this benchmark commits name no path of this machine."""
+    env = dict(os.environ)
+    data = Path(env.get("MARQUEE_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+    env["MARQUEE_DATA_DIR"] = os.path.relpath(data, REPO)
+    return env
+
+
+def relative(path: Path) -> str:
+    return os.path.relpath(path, REPO)
+
+
 def sweep(args: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", "marquee.sweep", *args], cwd=REPO, check=True)
+    subprocess.run([sys.executable, "-m", "marquee.sweep", *args], cwd=REPO, check=True, env=environment())
 
 
 def run_study(name: str, threads: int) -> None:
     """Run (or resume) the study into experiments/sweeps/<name>/, then re-run its winner with every seed."""
     search, n_trials, _ = STUDIES[name]
     sweep([f"hparams_search={search}", f"n_trials={n_trials}", f"seeds={SEEDS}".replace(" ", ""),
-           f"study_dir={OUT / name}", f"torch_threads={threads}", *QUIET])
+           f"study_dir={relative(OUT / name)}", f"torch_threads={threads}", *QUIET])
 
 
 def run_default(name: str, threads: int) -> None:
@@ -56,7 +69,8 @@ def run_default(name: str, threads: int) -> None:
         if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
             continue
         subprocess.run([sys.executable, "-m", "marquee.train", f"experiment={experiment}", f"seed={seed}",
-                        f"torch_threads={threads}", f"hydra.run.dir={out}", *QUIET], cwd=REPO, check=True)
+                        f"torch_threads={threads}", f"hydra.run.dir={relative(out)}", *QUIET], cwd=REPO, check=True,
+                       env=environment())
 
 
 def time_workers(repeats: int) -> None:
@@ -69,7 +83,7 @@ def time_workers(repeats: int) -> None:
             threads = 2 // workers
             started = time.perf_counter()
             sweep(["hparams_search=ease_ml100k", "n_trials=12", "seeds=[]", f"n_workers={workers}",
-                   f"study_dir={scratch}", f"torch_threads={threads}", *QUIET])
+                   f"study_dir={relative(scratch)}", f"torch_threads={threads}", *QUIET])
             seconds = time.perf_counter() - started
             row = {"repeat": repeat, "workers": workers, "threads_per_worker": threads, "trials": 12,
                    "study": "ease_ml100k", "wall_seconds": round(seconds, 2), "machine": machine(),

@@ -13,67 +13,18 @@ import statistics
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
 import yaml
-from scipy import stats
+
+from marquee.reports import plots
+from marquee.reports.markdown import markdown_table
+from marquee.reports.plots import save
+from marquee.reports.report import build_report
+from marquee.reports.sweeps import load_sweep
+from marquee.reports.tables import pairs_text, summary_text
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "experiments" / "sweeps"
 METRIC = "ndcg@10"
-
-
-def seed_runs(folder: Path) -> list[Path]:
-    """Seed folders with a finished evaluation (metrics.json holding test metrics), in seed order."""
-    runs = [p for p in sorted(folder.glob("seed_*")) if (p / "metrics.json").is_file()]
-    return [p for p in runs if f"test/{METRIC}" in json.loads((p / "metrics.json").read_text())]
-
-
-def seed_summary(runs: list[Path]) -> tuple[list[float], pd.Series]:
-    """Each seed's test metric (from metrics.json) and the per-user metric averaged over the seeds."""
-    values = [json.loads((p / "metrics.json").read_text())[f"test/{METRIC}"] for p in runs]
-    per_user = pd.concat([pd.read_parquet(p / "per_user_test.parquet").set_index("user_id")[METRIC] for p in runs],
-                         axis=1).mean(axis=1)
-    return values, per_user
-
-
-def plot_history(trials: pd.DataFrame, direction: str, path: Path) -> None:
-    done = trials[trials["state"] == "COMPLETE"].sort_values("number")
-    best = done["value"].cummax() if direction == "maximize" else done["value"].cummin()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.scatter(done["number"], done["value"], s=18, label="completed trial")
-    ax.step(done["number"], best, where="post", color="C1", label="best so far")
-    pruned = trials[trials["state"] == "PRUNED"]
-    if len(pruned):
-        ax.scatter(pruned["number"], [done["value"].min()] * len(pruned), marker="x", color="grey", label="pruned")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(f"val/{METRIC}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_params(trials: pd.DataFrame, path: Path) -> None:
-    done = trials[trials["state"] == "COMPLETE"]
-    params = [c for c in trials.columns if c.startswith("params_")]
-    fig, axes = plt.subplots(1, len(params), figsize=(2.6 * len(params), 2.8), sharey=True, squeeze=False)
-    for ax, column in zip(axes[0], params):
-        x = done[column]
-        numeric = pd.api.types.is_numeric_dtype(x)
-        ax.scatter(x if numeric else x.astype(str), done["value"], s=14)
-        if numeric and x.min() > 0 and x.max() / x.min() > 100:
-            ax.set_xscale("log")
-        ax.set_xlabel(column.removeprefix("params_"), fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel(f"val/{METRIC}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def duration(seconds: float) -> str:
@@ -92,7 +43,7 @@ def training_budget(overrides: list[str]) -> str:
 
 def study_section(folder: Path) -> list[str]:
     study = json.loads((folder / "study.json").read_text())
-    trials = pd.read_csv(folder / "trials.csv")
+    trials = load_sweep(folder).trials
     n_trials = study["spec"]["n_trials"]
     counts = trials["state"].value_counts().to_dict()
     lines = [f"## {study['study_name']}", "",
@@ -106,10 +57,11 @@ def study_section(folder: Path) -> list[str]:
     if "optimize" in study:
         lines += [(f"Wall time of the optimization: {duration(study['optimize']['wall_seconds'])} with "
                   f"{study['optimize']['workers']} worker(s)."), ""]
-    if (trials["state"] == "COMPLETE").any():
-        plot_history(trials, study["direction"], folder / "optimization_history.png")
-        plot_params(trials, folder / "params.png")
-        name = folder.name
+    name = folder.name
+    sweep = load_sweep(folder)
+    if not sweep.complete().empty:  # the figures marquee.compare draws for a sweep
+        save(plots.optimization_history(sweep), folder / "optimization_history.png")
+        save(plots.parameters(sweep), folder / "params.png")
         lines += [f"![optimization history]({name}/optimization_history.png)", "",
                   f"![each hyperparameter]({name}/params.png)", ""]
     best_file = folder / "best.yaml"
@@ -125,29 +77,18 @@ def study_section(folder: Path) -> list[str]:
 
 
 def seeds_section(folder: Path) -> list[str]:
-    winner, default = seed_runs(folder / "seeds"), seed_runs(folder / "default")
+    """The frozen winner's seeds against the default config's, as ``marquee.compare`` reads and pairs them."""
+    winner = [p for p in (folder / "seeds").glob("seed_*") if (p / "metrics.json").is_file()]
+    default = [p for p in (folder / "default").glob("seed_*") if (p / "metrics.json").is_file()]
     if not winner or not default:
         return [(f"Test, read once after freezing: not yet (winner seeds run: {len(winner)}, default seeds run: "
-                f"{len(default)})."), ""]
-    a_values, a_users = seed_summary(default)
-    b_values, b_users = seed_summary(winner)
-    users = a_users.index.intersection(b_users.index)
-    diff = (b_users[users] - a_users[users]).to_numpy()
-    rng = np.random.default_rng(0)
-    boots = [rng.choice(diff, len(diff)).mean() for _ in range(1000)]
-    p = stats.ttest_rel(b_users[users], a_users[users]).pvalue
-
-    def row(label: str, values: list[float]) -> str:
-        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-        return f"| {label} | {len(values)} | {statistics.mean(values):.4f} ± {sd:.4f} | " + \
-            ", ".join(f"{v:.4f}" for v in values) + " |"
-
-    return ["Test NDCG@10 (full catalog, seen masked), each config over its seeds:", "",
-            "| config | seeds | mean ± sd | every seed |", "|---|---|---|---|",
-            row("default", a_values), row("tuned (frozen winner)", b_values), "",
-            (f"Paired over {len(users)} test users (each user's NDCG@10 averaged over the seeds): tuned − default "
-            f"{diff.mean():+.4f} [{np.percentile(boots, 2.5):+.4f}, {np.percentile(boots, 97.5):+.4f}] "
-            f"(95% bootstrap), paired t-test p = {p:.3g}."), ""]
+                 f"{len(default)})."), ""]
+    report = build_report([folder / "default", folder], stage="test", metric="ndcg@10")
+    return [("Test (full catalog, seen masked), each config over its seeds (mean ± sd of the runs' metrics.json; "
+            "CI over users of the seed-averaged per-user values):"), "",
+            markdown_table(summary_text(report.summary, report.metrics)), "",
+            "Paired over the same test users, each user averaged over a config's seeds:", "",
+            markdown_table(pairs_text(report.paired)), ""]
 
 
 def workers_section() -> list[str]:

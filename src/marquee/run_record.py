@@ -53,6 +53,11 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def command() -> list[str]:
+    """The command line, its program named without the machine's path (``train.py model=ease``)."""
+    return [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
+
+
 def _now() -> str:
     return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
 
@@ -73,7 +78,7 @@ class RunRecord:
         """Record the config, code, versions and command, with status ``running``."""
         if is_rank_zero():
             write_json({"status": "running", "started": _now(), "config": OmegaConf.to_container(self.cfg, resolve=True),
-                        "code": code_version(), "versions": library_versions(), "command": sys.argv}, self.path,
+                        "code": code_version(), "versions": library_versions(), "command": command()}, self.path,
                        sort_keys=False)
 
     def data(self, log: InteractionLog) -> None:

@@ -164,8 +164,11 @@ def compare_runs(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    labels: tuple[str, str] = ("A", "B"),
 ) -> pd.DataFrame:
-    """Paired comparison of two runs' per-user tables (index = user id), one row per metric, indexed by metric."""
+    """Paired comparison of two runs' per-user tables (index = user id), one row per metric, indexed by metric.
+
+    ``labels`` name the two runs in the errors (users only in one run)."""
     for name, frame in (("per_user_a", per_user_a), ("per_user_b", per_user_b)):
         if frame.index.has_duplicates:
             raise ValueError(f"{name}: {frame.index.duplicated().sum()} duplicated user id(s) in the index")
@@ -173,7 +176,8 @@ def compare_runs(
     only_b = per_user_b.index.difference(per_user_a.index)
     if len(only_a) or len(only_b):
         raise ValueError(
-            f"the runs were evaluated on different users: {len(only_a)} only in run A, {len(only_b)} only in run B "
+            f"the runs were evaluated on different users: {len(only_a)} only in run {labels[0]}, "
+            f"{len(only_b)} only in run {labels[1]} "
             f"(e.g. {list(only_a[:3]) + list(only_b[:3])}); a paired test needs the same users"
         )
     if metrics is None:
@@ -194,16 +198,29 @@ def compare_runs(
     return table
 
 
-def format_comparison(df: pd.DataFrame) -> str:
-    """Render a :func:`compare_runs` table as aligned text: means, diff with its CI, relative change, p-values, d."""
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of ``p_values`` for testing them together (family-wise error), in their order."""
+    p = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    steps = (len(p) - np.arange(len(p))) * p[order]  # the i-th smallest times (m - i)
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+    return adjusted
+
+
+def format_comparison(df: pd.DataFrame, labels: tuple[str, str] = ("A", "B")) -> str:
+    """Render a :func:`compare_runs` table as aligned text: means, diff with its CI, relative change, p-values, d.
+
+    ``labels`` name the two runs in the header and the columns (``B-A`` is the second minus the first)."""
     if df.empty:
         return "(no metrics)"
+    a, b = labels
     level = f"{df['confidence'].iloc[0]:.0%}"
     rows = pd.DataFrame(
         {
-            "A": df["mean_a"].map("{:.4f}".format),
-            "B": df["mean_b"].map("{:.4f}".format),
-            "B-A": df["diff"].map("{:+.4f}".format),
+            a: df["mean_a"].map("{:.4f}".format),
+            b: df["mean_b"].map("{:.4f}".format),
+            f"{b}-{a}": df["diff"].map("{:+.4f}".format),
             f"{level} CI": [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(df["diff_low"], df["diff_high"])],
             "rel": df["relative"].map("{:+.1%}".format),
             "p(boot)": df["p_bootstrap"].map("{:.3g}".format),
@@ -212,4 +229,4 @@ def format_comparison(df: pd.DataFrame) -> str:
         },
         index=df.index,
     )
-    return f"paired comparison over {int(df['n_users'].iloc[0])} users (B vs A)\n" + rows.to_string()
+    return f"paired comparison over {int(df['n_users'].iloc[0])} users ({b} vs {a})\n" + rows.to_string()
