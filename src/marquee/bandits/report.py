@@ -2,7 +2,8 @@
 
 Every policy and estimator is bootstrapped over the same row resamples, so a difference between two
 policies (or against the logging policy, whose value is the log's mean reward) has a paired CI that is
-far narrower than the two separate intervals suggest.
+far narrower than the two separate intervals suggest. :func:`estimates_figure` draws the report as OBP
+users know it: each estimator's value with its CI, beside the true value where a simulator knows it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from marquee.bandits.estimators import Terms, bootstrap_values, diagnostics, estimator_terms
 from marquee.bandits.logs import BanditLog
@@ -71,3 +73,34 @@ def format_report(report: pd.DataFrame, confidence: float = 0.95) -> str:
         lines.append(f"| {policy} | {estimator} | {r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | "
                      f"{diff} | {p} | {ess} | {max_w} |")
     return "\n".join(lines)
+
+
+def estimates_figure(report: pd.DataFrame, confidence: float = 0.95, truth_label: str = "true value") -> Figure:
+    """One panel per candidate policy of :func:`offline_ab_report`: each estimator's value with its CI as an
+    error bar, the policy's ``true_value`` (a column only simulated logs have) as a dashed line labelled
+    ``truth_label``, and the logging policy's on-policy value as a dotted one. Panels share the value axis."""
+    policies = [p for p in report.index.unique("policy") if p != LOGGING]
+    if not policies:
+        raise ValueError(f"the report values no candidate policy, only {list(report.index)}")
+    logged = report.loc[(LOGGING, "on-policy"), "value"] if (LOGGING, "on-policy") in report.index else None
+    width = max(len(report.loc[p]) for p in policies)  # estimators in the widest panel
+    fig = Figure(figsize=(1.2 + (0.9 + 0.45 * width) * len(policies), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(policies), sharey=True, squeeze=False)[0]
+    for ax, policy in zip(axes, policies):
+        rows = report.loc[policy]  # indexed by estimator
+        x = np.arange(len(rows))
+        value, low, high = (rows[c].to_numpy(np.float64) for c in ("value", "ci_low", "ci_high"))
+        ax.errorbar(x, value, yerr=np.abs(np.stack([value - low, high - value])), fmt="o", capsize=4,
+                    label=f"estimate [{confidence:.0%} CI]")
+        true_value = rows["true_value"].iloc[0] if "true_value" in rows else np.nan
+        if np.isfinite(true_value):
+            ax.axhline(true_value, color="black", linestyle="--", linewidth=1, label=truth_label)
+        if logged is not None:
+            ax.axhline(logged, color="grey", linestyle=":", linewidth=1, label="logging policy (on-policy)")
+        ax.set_xticks(x, list(rows.index), rotation=45, ha="right")
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_title(str(policy))
+    axes[0].set_ylabel("estimated value (mean reward)")
+    legend = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    axes[0].legend(legend.values(), legend.keys(), fontsize="small", loc="best")  # one legend, every panel's entries
+    return fig
