@@ -170,3 +170,14 @@ def test_the_sweep_command_without_a_search_space_exits_2_naming_it(tmp_path):
     done = subprocess.run([sys.executable, "-m", "marquee.sweep", "n_trials=3"], check=False, cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().startswith("error: hparams_search: name a search space")
+
+
+def test_wandb_files_each_trial_and_seed_under_the_study(tmp_path):
+    spec = StudySpec(name="ease_tiny", overrides=[*_base(tmp_path), "model=ease", "logger=wandb"], n_trials=1,
+                     space=check_space({"model.l2": {"type": "float", "low": 1.0, "high": 1000.0}}), seeds=[3])
+    study = Study(tmp_path / "study", spec)
+    study.run_seeds(study.freeze_best(study.optimize()))
+    trial = next((study.dir / "trials" / "0000").glob("wandb/offline-run-*/run-*.wandb")).read_bytes()
+    seed = next((study.dir / "seeds" / "seed_3").glob("wandb/offline-run-*/run-*.wandb")).read_bytes()
+    assert b"ease_tiny" in trial and b"trial_0" in trial
+    assert b"ease_tiny" in seed and b"seed_3" in seed and b"trial_0" not in seed

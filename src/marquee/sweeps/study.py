@@ -128,14 +128,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run_training(overrides: list[str], output_dir: Path, extra_callbacks: dict | None = None) -> dict[str, float]:
-    """One ``marquee.train`` run into ``output_dir`` (with its own ``train.log``), in this process."""
+def run_training(overrides: list[str], output_dir: Path, extra_callbacks: dict | None = None,
+                 group: str | None = None, tags: list[str] | None = None) -> dict[str, float]:
+    """One ``marquee.train`` run into ``output_dir`` (with its own ``train.log``), in this process.
+
+    A wandb tracker, where configured, files the run under ``group`` (the study) with ``tags`` (trial, seed).
+    """
     from marquee import train  # imported late: the study module is imported by the pruning callback
 
     cfg = compose_train([*overrides, f"paths.output_dir={output_dir}"])
+    OmegaConf.set_struct(cfg, False)
     if extra_callbacks:
-        OmegaConf.set_struct(cfg, False)
         cfg.callbacks = {**(OmegaConf.to_container(cfg.callbacks) if cfg.get("callbacks") else {}), **extra_callbacks}
+    wandb = (cfg.get("logger") or {}).get("wandb")
+    if wandb is not None and group:
+        wandb.group = group
+        wandb.tags = [*(wandb.get("tags") or []), *(tags or [])]
     output_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(output_dir / "train.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
@@ -194,7 +202,8 @@ class Study:
                                       "study_name": self.spec.name, "trial_number": trial.number,
                                       "monitor": self.spec.metric, "pruner": self.spec.pruner}}
         # validation only: a trial never evaluates (so can never read) test
-        metrics = run_training([*self.spec.overrides, *as_overrides(params), "stages=[val]"], output_dir, pruning)
+        metrics = run_training([*self.spec.overrides, *as_overrides(params), "stages=[val]"], output_dir, pruning,
+                               group=self.spec.name, tags=[f"trial_{trial.number}"])
         return validation_value(metrics, self.spec.metric)
 
     def write_trials(self, study: optuna.Study) -> Path:
@@ -237,7 +246,8 @@ class Study:
             if record.is_file() and yaml.safe_load(record.read_text()).get("status") == "finished":
                 log.info("seed %d: finished earlier", seed)
                 continue
-            results[seed] = run_training([*frozen["overrides"], f"seed={seed}", "stages=[val,test]"], output_dir)
+            results[seed] = run_training([*frozen["overrides"], f"seed={seed}", "stages=[val,test]"], output_dir,
+                                         group=self.spec.name, tags=["best", f"seed_{seed}"])
         return results
 
     def record_wall_time(self, workers: int, seconds: float) -> None:
