@@ -56,8 +56,9 @@ def sweep(args: list[str]) -> None:
 def run_study(name: str, threads: int) -> None:
     """Run (or resume) the study into experiments/sweeps/<name>/, then re-run its winner with every seed."""
     search, n_trials, _ = STUDIES[name]
+    # takeover: this benchmark is the study's only worker, so a trial left "running" was cut by a session's end
     sweep([f"hparams_search={search}", f"n_trials={n_trials}", f"seeds={SEEDS}".replace(" ", ""),
-           f"study_dir={relative(OUT / name)}", f"torch_threads={threads}", *QUIET])
+           f"study_dir={relative(OUT / name)}", f"torch_threads={threads}", "takeover=true", *QUIET])
 
 
 def run_default(name: str, threads: int) -> None:

@@ -113,7 +113,8 @@ def test_a_pruned_trial_is_recorded_pruned_in_the_study_and_its_run(tmp_path, mo
 
 def test_a_killed_study_resumes_where_it_stopped(tmp_path):
     study_dir = tmp_path / "study"
-    command = [sys.executable, "-m", "marquee.sweep", "hparams_search=ease_ml100k", *_base(tmp_path), "n_trials=4",
+    # 12 quick trials: the kill, right after the first one finishes, lands well before the last
+    command = [sys.executable, "-m", "marquee.sweep", "hparams_search=ease_ml100k", *_base(tmp_path), "n_trials=12",
                "seeds=[]", f"study_dir={study_dir}"]
     first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
@@ -127,12 +128,12 @@ def test_a_killed_study_resumes_where_it_stopped(tmp_path):
     first.wait()
     before = Study(study_dir).study().trials
     kept = {t.number: t.value for t in before if t.state.name == "COMPLETE"}
-    assert kept and len(before) < 4
+    assert kept and len(before) < 12
 
     again = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     after = Study(study_dir).study().trials
-    assert len(after) == 4 and not [t for t in after if t.state.name == "RUNNING"]  # a killed trial: failed
+    assert len(after) == 12 and not [t for t in after if t.state.name == "RUNNING"]  # a killed trial: failed
     assert {t.number: t.value for t in after if t.number in kept} == kept  # finished trials are kept, not re-run
     assert (study_dir / "best.yaml").is_file()
 
@@ -181,3 +182,19 @@ def test_wandb_files_each_trial_and_seed_under_the_study(tmp_path):
     seed = next((study.dir / "seeds" / "seed_3").glob("wandb/offline-run-*/run-*.wandb")).read_bytes()
     assert b"ease_tiny" in trial and b"trial_0" in trial
     assert b"ease_tiny" in seed and b"seed_3" in seed and b"trial_0" not in seed
+
+
+def test_a_trial_left_running_elsewhere_is_failed_only_on_takeover(tmp_path):
+    from marquee.sweeps.study import fail_stale_trials, open_study
+
+    study = open_study(tmp_path / "optuna.journal", "s", StudySpec(name="s", overrides=[], space={}))
+    elsewhere = study.ask()
+    elsewhere.set_user_attr("host", "another-machine")
+    elsewhere.set_user_attr("pid", 1)
+    here_dead = study.ask()
+    here_dead.set_user_attr("host", __import__("socket").gethostname())
+    here_dead.set_user_attr("pid", 2 ** 22 + 12345)  # above any pid this machine hands out
+    assert fail_stale_trials(study) == 1  # only this machine's dead worker
+    assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL"]
+    assert fail_stale_trials(study, takeover=True) == 1
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]

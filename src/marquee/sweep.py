@@ -9,6 +9,8 @@ it with every seed in ``seeds`` (val and test). Settings of the study itself:
   n_workers=2        worker processes on this machine (more machines: the same command with study_dir=)
   study_dir=DIR      resume a killed study, or join one as another worker; default: a new folder under
                      <paths.log_dir>/sweep/<name>/
+  takeover=true      on resuming, mark every trial still "running" failed (no other worker is alive: the
+                     study moved machines); a dead worker's trials on this machine are marked without it
   sampler_seed=0
 
 Every other argument is a ``marquee.train`` override shared by all trials (e.g. ``trainer.max_epochs=30``).
@@ -32,7 +34,8 @@ from marquee.sweeps.study import Study, compose_train, spec_from_config
 
 log = logging.getLogger("marquee.sweep")
 
-STUDY_KEYS = {"n_trials": int, "seeds": list, "n_workers": int, "study_dir": str, "sampler_seed": int, "worker": int}
+STUDY_KEYS = {"n_trials": int, "seeds": list, "n_workers": int, "study_dir": str, "sampler_seed": int, "worker": int,
+              "takeover": bool}
 
 
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
@@ -42,7 +45,7 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
         key, eq, value = arg.partition("=")
         if eq and key in STUDY_KEYS:
             parsed = yaml.safe_load(value)
-            if not isinstance(parsed, STUDY_KEYS[key]) or isinstance(parsed, bool):
+            if not isinstance(parsed, STUDY_KEYS[key]) or (isinstance(parsed, bool) and STUDY_KEYS[key] is not bool):
                 raise ConfigError(key, f"expected {STUDY_KEYS[key].__name__}, got {value!r}")
             settings[key] = parsed
         else:
@@ -56,6 +59,7 @@ def run(argv: list[str]) -> Path:
     """Optimize, then (worker 0) freeze the winner and run its seeds; returns the study folder."""
     settings, overrides = parse(argv)
     worker, n_workers = settings.pop("worker", 0), settings.pop("n_workers", 1)
+    takeover = settings.pop("takeover", False)
     study_dir = settings.pop("study_dir", None)
     if study_dir and Path(study_dir, "study.json").is_file():
         study = Study(study_dir)  # resume or join: the study's own settings, as first recorded
@@ -69,7 +73,7 @@ def run(argv: list[str]) -> Path:
     helpers = [subprocess.Popen([sys.executable, "-m", "marquee.sweep", *overrides, f"study_dir={study.dir}",
                                  f"worker={i}"]) for i in range(1, n_workers)] if worker == 0 else []
     started = time.perf_counter()
-    optuna_study = study.optimize(worker)
+    optuna_study = study.optimize(worker, takeover and worker == 0)
     for helper in helpers:
         helper.wait()
     if worker != 0:

@@ -105,12 +105,14 @@ def validation_value(metrics: Mapping[str, float], metric: str) -> float:
     return float(value) if value is not None else math.nan
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark as failed the running trials of this host whose process is gone (a study killed mid-trial)."""
+def fail_stale_trials(study: optuna.Study, takeover: bool = False) -> int:
+    """Mark as failed the running trials of this host whose process is gone (a study killed mid-trial);
+    with ``takeover``, every running trial (no other worker is alive, e.g. the study moved machines)."""
     host, stale = socket.gethostname(), 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = trial.user_attrs.get("pid")
-        if trial.user_attrs.get("host") == host and pid is not None and not _alive(int(pid)):
+        dead = trial.user_attrs.get("host") == host and pid is not None and not _alive(int(pid))
+        if takeover or dead:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             stale += 1
     if stale:
@@ -178,10 +180,10 @@ class Study:
     def study(self, worker: int = 0) -> optuna.Study:
         return open_study(self.journal, self.spec.name, self.spec, worker)
 
-    def optimize(self, worker: int = 0) -> optuna.Study:
+    def optimize(self, worker: int = 0, takeover: bool = False) -> optuna.Study:
         """Run trials until the study holds ``n_trials`` (any state, all workers together); failures go on."""
         study = self.study(worker)
-        fail_stale_trials(study)
+        fail_stale_trials(study, takeover)
         remaining = self.spec.n_trials - len(study.trials)
         if remaining > 0:
             stop = optuna.study.MaxTrialsCallback(self.spec.n_trials, states=None)
