@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import measured, run_id_date, stamp
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "experiments" / "artwork_bandit"
@@ -71,7 +72,7 @@ def machine() -> str:
 
 def append(row: dict) -> None:
     with ROWS.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps({**row, **stamp()}) + "\n")
 
 
 def read() -> list[dict]:
@@ -149,7 +150,8 @@ def run_obd(run_id: str, data_dir: Path, bts_prior: Path | None) -> None:
             values["naive"] = float(log.reward.mean())
             weights = diagnostics(terms["ips"].weights)
             append({"run_id": run_id, "key": key, "part": "obd", "target": name, "bootstrap": b, "truth": truth,
-                    "l2": l2, "cv_log_loss": losses, "values": values,
+                    "random_rows": len(random_log), "random_clicks": int(random_log.reward.sum()),
+                    "bts_rows": len(bts_log), "bts_clicks": int(bts_log.reward.sum()), "l2": l2, "cv_log_loss": losses, "values": values,
                     "relative_error": {e: abs(v - truth) / truth for e, v in values.items()},
                     "ips_max_weight": weights["max_weight"], "ips_ess": weights["ess"],
                     "lambda": {e: terms[e].params.get("lambda") for e in ("switch_dr", "dr_os")},
@@ -196,7 +198,8 @@ def online_row(run_id: str, key: str, part: str, family: str, params: dict, sim,
            "regret": float(run.regret[-1]), "oracle_reward": float(run.best.sum()),
            "last_1000_mean": float(run.expected[-1000:].mean()), "checkpoints": (at + 1).tolist(),
            "cumulative_expected": np.cumsum(run.expected)[at].round(3).tolist(),
-           "cumulative_regret": run.regret[at].round(3).tolist(), "seconds": seconds, "machine": machine()}
+           "cumulative_regret": run.regret[at].round(3).tolist(), "seconds": seconds, "machine": machine(),
+           "simulator": {"titles": sim.n_titles, "members": len(sim.taste), "artworks": sim.config.n_artworks}}
     append(row)
     print(f"{part} {family} {params} seed {seed}: reward {row['expected_reward']:.1f} regret {row['regret']:.1f} "
           f"({seconds:.0f}s)")
@@ -305,10 +308,14 @@ def render() -> None:
     lines = [
         "# Artwork bandit: off-policy evaluation and online learning",
         "",
-        "Written by `scripts/bench_artwork_bandit.py` (`--render-only` rewrites it from `results.jsonl`).",
-        (f"Runs {', '.join(f'`{run}` ({part})' for part, run in latest.items())} on {'; '.join(machines)}, "
-         "shared with other jobs, at `nice 15` with one BLAS and one torch thread."),
+        ("Written by `scripts/bench_artwork_bandit.py`; `python scripts/bench_artwork_bandit.py --render-only` "
+         "rewrites it and its plots from `results.jsonl`."),
+        (f"Runs {', '.join(f'`{run}` ({part})' for part, run in latest.items())}; machine recorded by the rows: "
+         f"{'; '.join(machines)}. The rows record no load; the script asks for one BLAS and one torch thread."),
         "",
+        *measured([(f"{r['part']} (run `{r['run_id']}`)", r["finished_at"][:10] if r.get("finished_at")
+                    else run_id_date(r["run_id"]), r.get("git_commit")) for p in PARTS for r in by_part[p]],
+                  "each row's `finished_at`, else the start date its run id names"),
     ]
     lines += render_obd(by_part["obd"])
     lines += render_online(by_part["tune"], by_part["online"])
@@ -320,22 +327,27 @@ def render() -> None:
 def render_obd(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    truth, l2 = rows[0]["truth"], rows[0]["l2"]
+    r0 = rows[0]
+    truth, l2 = r0["truth"], r0["l2"]
     targets = sorted({r["target"] for r in rows}, key=lambda t: t != "bts zozotown prior")
+    counted = "random_rows" in r0  # rows measured before the logs' sizes were recorded lack them
+    obp_best = min(OBP_RELATIVE_ERROR, key=OBP_RELATIVE_ERROR.get)
     lines = [
         "## Open Bandit Dataset: valuing Bernoulli TS from the uniform-random log",
         "",
-        "Campaign `all` (80 items, 3 positions). The uniform-random log (10,000 impressions, 38 clicks) values",
-        f"the Bernoulli Thompson sampling policy, whose on-policy click rate in its own log is **{truth:.4f}**",
-        "(42 clicks in 10,000: itself uncertain by about ±15%). Relative error = |estimate − 0.0042| / 0.0042",
-        "over obp's 30 bootstrap resamples of the random log (`RandomState(b).choice`, b = 0..29, as",
+        "Campaign `all`. The uniform-random log"
+        + (f" ({r0['random_rows']:,} impressions, {r0['random_clicks']} clicks)" if counted else "") + " values",
+        f"the Bernoulli Thompson sampling policy, whose on-policy click rate in its own log is **{truth:.4f}**"
+        + (f" ({r0['bts_clicks']} clicks in {r0['bts_rows']:,}: itself uncertain by about "
+           f"±{1 / np.sqrt(r0['bts_clicks']):.0%}, one Poisson standard error)" if counted else "")
+        + f". Relative error = |estimate − {truth:.4f}| / {truth:.4f}",
+        f"over obp's {len({r['bootstrap'] for r in rows})} bootstrap resamples of the random log (`RandomState(b).choice`, b = 0..{max(r['bootstrap'] for r in rows)}, as",
         "`examples/obd/evaluate_off_policy_estimators.py`). The reward model of DM and the DR family is",
         "L2-regularized logistic regression on [position, user features, item features], one model for all",
         f"positions, cross-fitted on 3 folds; its L2 weight ({l2:g}) was chosen by 3-fold cross-validated log loss",
         "on the random log alone, never by the error against the truth. Switch-DR and DRos pick λ from obp's grid",
         "{10, 50, …, 10⁴, ∞} by SLOPE, as obp's tuned estimators do. obp's numbers are quoted from its README",
-        "(obp 0.5, logistic regression with C = 100 fitted per position, `n_runs 30`); obp does not install",
-        "on Python 3.11 with pandas 3, so they were not re-run here.",
+        "(obp 0.5, logistic regression with C = 100 fitted per position, `n_runs 30`), not re-run here.",
         "",
         "Two versions of the evaluation policy:",
         "",
@@ -343,9 +355,7 @@ def render_obd(rows: list[dict]) -> list[str]:
         "  Beta priors (`obp/policy/conf/prior_bts.yaml`, copied with its licence note to `obp_prior_bts.yaml` here), its action distribution",
         "  per position by 10⁶ Monte Carlo rankings (`marquee.bandits.policies.static.bernoulli_ts_distribution`).",
         "- **bts logged frequencies**: needs nothing outside the data — the policy's average behaviour in the bts",
-        "  log, each item's share of the impressions at each position (`ArmDistributionPolicy.from_log`). The bts",
-        "  logger updated its posteriors during the week, so this is the time-averaged policy whose value the",
-        "  bts log's click rate measures.",
+        "  log, each item's share of the impressions at each position (`ArmDistributionPolicy.from_log`).",
         "",
     ]
     header = "| estimator | obp 0.5 (README) | " + " | ".join(
@@ -364,16 +374,17 @@ def render_obd(rows: list[dict]) -> list[str]:
     lines += [""]
     for t in targets:
         ranked = sorted((m, e) for m, e in best[t] if e != "naive")
-        lines.append(f"- {t}: our best estimator is {OBP_NAMES[ranked[0][1]]} at {ranked[0][0]:.3f} "
-                     f"({'at or below' if ranked[0][0] <= 0.157 else 'above'} obp's best, DM 0.157).")
+        lines.append(f"- {t}: our lowest mean relative error is {OBP_NAMES[ranked[0][1]]}'s, {ranked[0][0]:.3f} "
+                     f"({'at or below' if ranked[0][0] <= OBP_RELATIVE_ERROR[obp_best] else 'above'} obp's lowest, "
+                     f"{OBP_NAMES[obp_best]} {OBP_RELATIVE_ERROR[obp_best]:.3f}).")
     lines.append("")
     if "bts zozotown prior" in targets:
         zoz = [r for r in rows if r["target"] == "bts zozotown prior"]
         ours = {e: np.mean([r["relative_error"][e] for r in zoz]) for e in ("ips", "snips")}
         lines += [(f"Protocol check: with obp's evaluation policy, the estimators that read no reward model give "
                    f"IPW {ours['ips']:.3f} and SNIPW {ours['snips']:.3f}"),
-                  "against obp's 0.311 and 0.312: the same resamples, target distribution and ground truth. The",
-                  "model-based rows differ from obp's by their reward model (one pooled, regularized model here).", ""]
+                  (f"against obp's {OBP_RELATIVE_ERROR['ips']:.3f} and {OBP_RELATIVE_ERROR['snips']:.3f}. The "
+                   "model-based rows use another reward model than obp's (one pooled, regularized model here)."), ""]
     for t in targets:
         mine = [r for r in rows if r["target"] == t]
         naive = np.array([r["relative_error"]["naive"] for r in mine])
@@ -381,15 +392,20 @@ def render_obd(rows: list[dict]) -> list[str]:
         gap = np.array([r["relative_error"][best_e] for r in mine]) - naive
         m, lo, hi = _ci(gap)
         lines.append(f"- {t}: IPS weights up to {np.mean([r['ips_max_weight'] for r in mine]):.1f} (mean over "
-                     f"resamples), effective sample size {np.mean([r['ips_ess'] for r in mine]):,.0f} of 10,000. "
+                     f"resamples), effective sample size {np.mean([r['ips_ess'] for r in mine]):,.0f}"
+                     + (f" of {r0['random_rows']:,}. " if counted else ". ") +
                      f"{OBP_NAMES[best_e]} minus the no-OPE row, paired over resamples: {m:+.3f} [{lo:+.3f}, {hi:+.3f}].")
+    naive = [r["values"]["naive"] for r in rows]
+    worse = {t: sum(np.mean([r["relative_error"][e] for r in rows if r["target"] == t])
+                    > np.mean([r["relative_error"]["naive"] for r in rows if r["target"] == t]) for e in OBD_ESTIMATORS)
+             for t in targets}
     lines += [
         "",
-        "Read with care: the *logging CTR* row does no off-policy evaluation at all — it reports the random log's",
-        "own click rate (0.0038) for any policy. With 38 clicks in the random log and 42 in the bts log, the two",
-        "policies' values are within each other's noise, so an estimator that stays near the random log's click",
-        "rate (a strongly regularized reward model does) scores well here; the bracketed paired differences say",
-        "whether the best estimator did better than that baseline.",
+        "Read with care: the *logging CTR* row does no off-policy evaluation at all — it reports the resampled",
+        f"random log's own click rate (mean {np.mean(naive):.4f} over the resamples) for any policy. Its mean relative",
+        "error is below that of " + "; ".join(f"{n} of the {len(OBD_ESTIMATORS)} OPE estimators for {t}"
+                                               for t, n in worse.items()) + ";",
+        "the bracketed paired differences say whether the best estimator did better than that row.",
         "",
     ]
     return lines
@@ -406,17 +422,22 @@ def render_online(tune: list[dict], online: list[dict]) -> list[str]:
     families = list(dict.fromkeys(r["family"] for r in online))
     per = {f: sorted((r for r in online if r["family"] == f), key=lambda r: r["seed"]) for f in families}
     seeds = sorted({r["seed"] for r in online})
+    sim = online[0].get("simulator")  # rows measured before it was recorded lack it
     lines = [
         "## Artwork simulator, online: learning while serving",
         "",
-        f"MovieLens-100K: 1,680 titles with genres, 943 members, 4 artworks per title; {ROUNDS:,} requests per",
+        "MovieLens-100K"
+        + (f": {sim['titles']:,} titles with genres, {sim['members']:,} members, {sim['artworks']} artworks per title"
+           if sim else " titles and members")
+        + f"; {online[0]['rounds']:,} requests per",
         f"stream, {len(seeds)} streams (seeds {seeds[0]}..{seeds[-1]}). Every policy meets the same requests and the same",
         "per-round uniform draws that decide a play (common random numbers), so per-seed differences are",
         "paired. Reward = expected plays (the true play probability of the artwork shown, summed over rounds;",
         "realized plays in brackets); regret against the best artwork for each member, title and hour. All",
         "linear learners and VW see the same features: member context ⊗ artwork one-hot (VW: `-q ca`).",
         "",
-        "Tuning: every family's small grid ran once on a separate development stream (seed 1000) and the best",
+        "Tuning: every family's small grid ran once on a separate development stream"
+        + (f" (seed {tune[0]['seed']})" if tune else "") + " and the best",
         "setting by expected reward runs on the test streams; VW squarecb also runs at its defaults.",
         "",
         ("| policy | setting | expected plays, mean [95% CI] over seeds | median | realized plays | "
@@ -432,7 +453,7 @@ def render_online(tune: list[dict], online: list[dict]) -> list[str]:
         lines.append(f"| {f} | {setting} | {m:,.1f} [{lo:,.1f}, {hi:,.1f}] | {np.median(reward):,.1f} | "
                      f"{np.mean([r['reward'] for r in rs]):,.1f} | {rm:,.1f} [{rlo:,.1f}, {rhi:,.1f}] | "
                      f"{np.mean([r['last_1000_mean'] for r in rs]):.4f} | "
-                     f"{1000 * np.mean([r['seconds'] for r in rs]) / ROUNDS:.2f} |")
+                     f"{1000 * np.mean([r['seconds'] / r['rounds'] for r in rs]):.2f} |")
     oracle = np.mean([r["oracle_reward"] for r in per[families[0]]])
     lines += ["", f"The per-request best artwork would earn {oracle:,.1f} expected plays.", ""]
 
@@ -468,7 +489,7 @@ def render_online(tune: list[dict], online: list[dict]) -> list[str]:
     plt.close(fig)
 
     if tune:
-        lines += ["Development stream (seed 1000), every setting tried:", "",
+        lines += [f"Development stream (seed {tune[0]['seed']}), every setting tried:", "",
                   "| policy | setting | expected plays | regret |", "|---|---|---|---|"]
         for r in sorted(tune, key=lambda r: (r["family"], -r["expected_reward"])):
             setting = ", ".join(f"{k}={v}" for k, v in r["params"].items())
@@ -501,7 +522,7 @@ def render_offline(rows: list[dict]) -> list[str]:
         "True values: " + "; ".join(f"{t} {v:.4f}" for t, v in rows[0]["truth"].items()) + ".",
         "",
     ]
-    summary = {}
+    summary, coverage = {}, {}
     for logger in loggers:
         mine = [r for r in rows if r["logger"] == logger]
         lines += [f"### Logged by {logger} (logging policy's value ≈ {np.mean([r['logger_value'] for r in mine]):.4f})",
@@ -514,17 +535,16 @@ def render_offline(rows: list[dict]) -> list[str]:
                                  for r in mine])
                 m, lo, hi = _ci(errs)
                 summary[(logger, e)] = summary.get((logger, e), []) + [m]
+                coverage.setdefault(e, []).append(cover)
                 cells.append(f"{m:.4f} [{lo:.4f}, {hi:.4f}] ({cover:.0%})")
             lines.append(f"| {OBP_NAMES[e]} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
         "Replay is unbiased only under the uniform logger; under the others it values the target on the rows",
         "where the logger happened to agree with it, which the logger chose. DM is only as good as its reward",
-        "model: the best-artwork target exploits each artwork's own appeal, which the model cannot see, so DM",
-        "misses it badly, and Switch-DR and DRos inherit part of that bias whenever SLOPE picks a small λ. DM's",
-        "interval resamples rows with the reward model held fixed, so it omits the model's own error and covers",
-        "the truth less often than 95%; the intervals of the unbiased estimators (IPW, SNIPW, DR under any logger,",
-        "replay under the uniform one) cover it at close to the nominal rate.",
+        "model, and its interval resamples rows with the reward model held fixed, so it omits the model's own",
+        "error. Share of logs whose 95% interval covered the truth, lowest–highest over loggers and targets: "
+        + ", ".join(f"{OBP_NAMES[e]} {min(c):.0%}–{max(c):.0%}" for e, c in coverage.items()) + ".",
         "",
         "![mean absolute error per estimator](offline_error.png)",
         "",

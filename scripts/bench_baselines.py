@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import measured, run_id_date, stamp
+
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "experiments" / "baselines"
 MARQUEE_ROWS = OUT_DIR / "marquee_results.jsonl"
@@ -68,7 +70,7 @@ def run_marquee(dataset: str, models: list[str], repeats: int, run_id: str) -> N
                 "eval_history": history, "n_test_users": int(m["test/n_users"]), "fit_seconds": round(fit_seconds, 3),
                 "rank_seconds": statistics.median(r.metrics["test/rank_seconds"] for r in results),
                 "eval_seconds": statistics.median(r.metrics["test/seconds"] for r in results),
-                "repeats": repeats, "machine": machine(),
+                "repeats": repeats, "machine": machine(), **stamp(), "load_average": os.getloadavg(),
                 **{k.removeprefix("test/"): v for k, v in m.items() if "/slice/" not in k and "sampled" not in k},
             }
             append(MARQUEE_ROWS, row)
@@ -110,6 +112,40 @@ def ci(row: dict, key: str) -> str:
     return f"{row[key]:.4f} [{row[key + '_ci_low']:.4f}, {row[key + '_ci_high']:.4f}]"
 
 
+def machines_line(ours: list[dict], theirs: list[dict]) -> str:
+    """The machines (and, where recorded, the load) the rows name."""
+    mine = sorted({r["machine"] for r in ours})
+    other = sorted({f"{m['cpu']}, {m['cores']} cores, {m['mem_gb']} GB RAM" for r in theirs if (m := r.get("machine"))})
+    loads = [r["load_average"][0] for r in ours if r.get("load_average")]
+    return (f"Machine recorded by marquee's rows: {'; '.join(mine)}; by RecBole's: {'; '.join(other) or 'none'}. "
+            + (f"Load average (1 min) after each marquee row: {min(loads):.1f}–{max(loads):.1f}." if loads else
+               "The rows record no load average, nor what else ran on the machine."))
+
+
+def agreement(ours: dict, theirs: dict) -> list[str]:
+    """marquee (train history) against RecBole at the printed digits, and what the visible history changes."""
+    keys = (("NDCG@10", "ndcg@10"), ("Recall@10", "recall@10"), ("Recall@50", "recall@50"))
+    same, visible = [], []
+    for dataset, title in DATASETS.items():
+        for name, (ours_name, theirs_name) in MODELS.items():
+            train, seen = ours.get((dataset, ours_name + TRAIN_HISTORY)), ours.get((dataset, ours_name))
+            other = theirs.get((dataset, theirs_name))
+            if name == "pop" or not train:  # popularity reads no history
+                continue
+            if other and other.get("status", "ok") == "ok":
+                differ = [label for label, key in keys if f"{train[key]:.4f}" != f"{other[label]:.4f}"]
+                same.append(f"{ours_name} on {title} " + (f"differs in {', '.join(differ)}" if differ else "equal"))
+            if seen:
+                visible.append(f"{ours_name} on {title} {seen['ndcg@10'] - train['ndcg@10']:+.4f}")
+    out = []
+    if same:
+        out.append("marquee *(train history)* against RecBole at the four printed decimals of NDCG@10, Recall@10 and "
+                   f"Recall@50: {'; '.join(same)}.")
+    if visible:
+        out.append(f"NDCG@10 of marquee's visible-history rows minus its train-history rows: {'; '.join(visible)}.")
+    return [*out, ""] if out else []
+
+
 def render() -> None:
     """Write the README from the latest run's marquee rows, the RecBole rows of the same run, and scale rows."""
     rows = read(MARQUEE_ROWS)
@@ -128,16 +164,23 @@ def render() -> None:
         "benchmark files) and masks the same items at test time (train + valid; checked by the masked-pair",
         "count), so the rows of one dataset are comparable number for number.",
         "",
-        "Reproduce: `python scripts/bench_baselines.py` (RecBole's venv: `bash scripts/recbole_setup.sh`).",
-        f"Runs {', '.join(f'`{run}` ({name})' for name, run in run_of.items())} on "
-        f"{next(iter(ours.values()))['machine']}; within a run the two frameworks ran one after the other on",
-        "the same otherwise idle machine (a run cut short is finished with `--resume`, which keeps what it had).",
+        "Reproduce: `python scripts/bench_baselines.py` (RecBole's venv: `bash scripts/recbole_setup.sh`);",
+        "`python scripts/bench_baselines.py --render-only` rewrites this page from the committed rows.",
+        f"Runs {', '.join(f'`{run}` ({name})' for name, run in run_of.items())} (a run cut short is finished with",
+        "`--resume`, which keeps what it had). " + machines_line(list(ours.values()), list(theirs.values())),
         "Confidence intervals: 95% percentile bootstrap over users (1,000 resamples).",
         "",
+        *measured([*(("marquee " + r["dataset"], r["finished_at"][:10] if r.get("finished_at") else
+                      run_id_date(r["run_id"]), r.get("git_commit")) for r in ours.values()),
+                   *(("RecBole " + r["dataset"], r["finished_at"][:10], None) for r in theirs.values()),
+                   *(("scale (last section)", r["date"], r.get("git_commit")) for r in read(SCALE_ROWS))],
+                  "marquee's rows' `finished_at`, else the start date their run id names; RecBole's `finished_at`; "
+                  "the scale rows' `date`"),
     ]
     for dataset, title in DATASETS.items():
-        lines += [f"## {title}", "", "| model | framework | NDCG@10 | Recall@10 | Recall@50 | coverage@10 | "
-                  "fit s | evaluate all test users, s | RecBole ÷ marquee |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"## {title}", "", ("| model | framework | NDCG@10 | Recall@10 | Recall@50 | coverage@10 | "
+                                      "fit s | evaluate all test users, s | RecBole ÷ marquee |"),
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, (ours_name, theirs_name) in MODELS.items():
             other = theirs.get((dataset, theirs_name))
             for label in (ours_name, ours_name + TRAIN_HISTORY):
@@ -158,10 +201,11 @@ def render() -> None:
                     lines.append(f"| {label} | RecBole 1.2.1 | {other.get('status')}: {other.get('error', '')[:80]} "
                                  "| | | | | | |")
         lines.append("")
+    repeats = ", ".join(str(n) for n in sorted({r["repeats"] for r in ours.values()}))
     lines += [
         "Timing: *evaluate all test users* is ranking the whole catalog for every test user plus the",
-        "accuracy metrics — what RecBole's `trainer.evaluate` does — median of 3 repeats for marquee, one",
-        "for RecBole, both in the same run on the same machine; the ratio divides RecBole's time by",
+        f"accuracy metrics — what RecBole's `trainer.evaluate` does — median of {repeats} repeats for marquee,",
+        "one evaluation for RecBole, both in the run named above; the ratio divides RecBole's time by",
         "marquee's. In brackets, marquee's full evaluation including 1,000 bootstrap resamples of every",
         "per-user metric, the activity/popularity slices and the beyond-accuracy metrics.",
         "",
@@ -169,21 +213,20 @@ def render() -> None:
         "interaction) and trains on sampled negatives; `Pop-exact` is the same model patched to count every",
         "training interaction (see `scripts/recbole_run.py`), the fair partner of marquee's MostPopular.",
         "Ties: marquee counts a tie against the target (a constant score ranks last); RecBole breaks them by",
-        "`torch.topk`'s order, which matters for popularity on items with equal counts.",
+        "`torch.topk`'s order.",
         "",
         "What each reads at test time differs in one row per user: by default marquee scores a test user from",
         "the history visible at test time (train + validation interaction, as sequential evaluation does), while",
         "RecBole's ItemKNN and EASE score from the user's row of the *training* matrix built at fit time, so the",
         "validation interaction never reaches them. Both fit on the same training rows and mask the same items.",
-        "The rows marked *(train history)* run marquee with `evaluation.history=train`, RecBole's protocol:",
-        "there marquee's EASE reproduces RecBole's NDCG@10, Recall@10 and Recall@50 to every printed digit, and",
-        "ItemKNN differs only where tied scores are ordered differently. The visible-history rows show what the",
-        "most recent interaction is worth, most of all on Video Games, where histories are short.",
+        "The rows marked *(train history)* run marquee with `evaluation.history=train`, RecBole's protocol.",
         "",
+        *agreement(ours, theirs),
     ]
     scale = read(SCALE_ROWS)
     if scale:
-        lines += ["## Scale: 100,000 users × 100,000-item catalog (synthetic), CPU", "",
+        lines += [(f"## Scale: up to {max(r['users_evaluated'] for r in scale):,} users × "
+                   f"{max(r['items'] for r in scale):,}-item catalog (synthetic), CPU"), "",
                   "`python scripts/bench_eval_scale.py [--item-chunk N]`: a 64-d dot-product model over a synthetic log;",
                   "peak RSS of the whole process (data generation included), measured in a fresh process. Every",
                   "run is a row, dated.", "",

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import stamp
+
 OUT = Path(__file__).resolve().parents[1] / "experiments" / "baselines" / "eval_scale.jsonl"
 
 
@@ -76,7 +78,7 @@ def child(args: argparse.Namespace) -> dict:
         "users_per_second": round(result.metrics["test/n_users"] / seconds),
         "rss_before_eval_mb": round(rss_before), "peak_rss_mb": round(rss_mb()),
         "ndcg@10": result.metrics["test/ndcg@10"], "machine": machine(),
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()), **stamp(),
     }
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from provenance import measured, run_id_date, stamp
 
 from marquee.models.base import Recommender
 
@@ -79,10 +80,8 @@ class Bench:
         return (part, dataset, name) in self.done
 
     def add(self, part: str, dataset: str | None, name: str, **values) -> None:
-        from marquee.run_record import code_version
-
         append({"run_id": self.run_id, "part": part, "dataset": dataset, "name": name, "machine": machine(),
-                "git_commit": code_version()["git_commit"], **values})
+                **stamp(), **values})
         self.done.add((part, dataset, name))
 
 
@@ -373,12 +372,13 @@ def render() -> None:
     for row in latest.values():
         by_part.setdefault(row["part"], []).append(row)
     runs = sorted({r["run_id"] for r in latest.values()})
+    machines = sorted({r["machine"] for r in latest.values()})
     lines = [
         "# Two-tower retrieval, the cascade, and cold start",
         "",
         "Reproduce: `python scripts/bench_retrieval.py` (rows in `results.jsonl`, this page from them with",
-        f"`--render-only`). Runs {', '.join(f'`{r}`' for r in runs)} on {next(iter(latest.values()))['machine']},",
-        "a machine shared with other jobs (the benchmark ran under `nice`). **Timings are single-threaded**:",
+        f"`python scripts/bench_retrieval.py --render-only`). Runs {', '.join(f'`{r}`' for r in runs)}; machine",
+        f"recorded by the rows: {'; '.join(machines)}. The rows record no load. **Timings are single-threaded**:",
         "`torch.set_num_threads(1)` and FAISS searches on one thread (the HNSW build used the threads it names).",
         "Leave-one-out by time, full-catalog ranking with seen items masked, every test user; 95% percentile",
         "bootstrap CIs over users (1,000 resamples). The two-tower trains through `marquee.training.pipeline.fit_pipeline`",
@@ -387,14 +387,10 @@ def render() -> None:
         "metadata where the data has it (ML-100K: age, gender, occupation), from the Catalog every model receives.",
         "",
         *render_provenance(rows, latest),
-        "Backed by tests (`tests/test_retrieval_*.py`): each loss switch changes what is learned in the expected",
-        "direction; accidental hits are masked exactly; HNSW and IVF recall against exact search; index and",
-        "checkpoint round trips; the cascade over every unseen item equals its ranker; and on a synthetic log with",
-        "planted tastes the two-tower recovers each user's planted top items far above popularity (and cold",
-        "items from content alone far above genre popularity and random).",
+        "Tests of the parts measured here: `tests/test_retrieval_*.py`.",
         "",
     ]
-    lines += render_accuracy(by_part.get("accuracy", []))
+    lines += render_accuracy(by_part.get("accuracy", []), [r for r in rows if r["part"] == "accuracy"])
     lines += render_negatives(by_part.get("negatives", []))
     lines += render_hnsw(by_part.get("hnsw", []))
     lines += render_cascade(by_part.get("cascade", []))
@@ -403,37 +399,39 @@ def render() -> None:
     print(f"wrote {OUT_DIR / 'README.md'}")
 
 
+def row_date(row: dict) -> str:
+    """The day a row was measured: its ``finished_at``, else (older rows) the start date its run id names."""
+    return row["finished_at"][:10] if row.get("finished_at") else run_id_date(row["run_id"])
+
+
 def render_provenance(rows: list[dict], latest: dict) -> list[str]:
-    """Which run (and code) each table's rows come from, and what a re-measurement changed."""
-    out = ["Each row shows its latest measurement. By run (commit of the code that measured it, where recorded):", ""]
-    for run in sorted({r["run_id"] for r in latest.values()}):
-        mine = [r for r in latest.values() if r["run_id"] == run]
-        parts = sorted({f"{r['part']} ({r['dataset']})" for r in mine})
-        commits = sorted({r.get("git_commit") or "not recorded" for r in mine})
-        out.append(f"- `{run}` (code {', '.join(c if c == 'not recorded' else c[:10] for c in commits)}): "
-                   f"{', '.join(parts)}")
+    """When and with what code each shown row was measured, and every earlier measurement of the same row."""
+    stamps = sorted((f"{r['part']} ({r['dataset']}, run `{r['run_id']}`)", row_date(r), r.get("git_commit"))
+                    for r in latest.values())
+    out = ["Each row shows its latest measurement.", "",
+           *measured(stamps, "each row's `finished_at`, else the start date its run id names")]
     changed, same = [], 0
     for key, new in latest.items():
         before = [r for r in rows if (r["part"], r.get("dataset"), r["name"]) == key and not r.get("git_commit")
                   and "ndcg@10" in r]
         if before and new.get("git_commit") and "ndcg@10" in new:
             same += all(r["ndcg@10"] == new["ndcg@10"] and r.get("recall@50") == new.get("recall@50") for r in before)
-            changed.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(before)} | {_span(before, 'ndcg@10')} | "
-                           f"{new['ndcg@10']:.4f} | {_span(before, 'recall@50')} | {new.get('recall@50', float('nan')):.4f} |")
+            dates = sorted({row_date(r) for r in before})
+            changed.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(before)} ({' to '.join(dict.fromkeys([dates[0], dates[-1]]))}) | "
+                           f"{_span(before, 'ndcg@10')} | {new['ndcg@10']:.4f} | {_span(before, 'recall@50')} | "
+                           f"{new.get('recall@50', float('nan')):.4f} |")
     if changed:
-        out += ["", "Re-measured with the code of the one-path refactor (issue 10), beside every earlier measurement of the",
-                "same row (same row names and seeds, same machine kind; a range where it ran more than once). The earlier",
-                "runs used the code and configs of their day: the two-tower's default negatives changed between them.", "",
-                "| part | data | row | earlier runs | NDCG@10 earlier | NDCG@10 now | Recall@50 earlier | Recall@50 now |",
+        machines = sorted({r["machine"] for r in rows})
+        out += ["The latest measurement of each row whose code commit is recorded, beside every earlier measurement",
+                "of the same row (same part, data and row name; a range where it ran more than once). The earlier rows",
+                "record no commit, so the code and configuration that measured them are not known from the rows.",
+                f"Machine recorded by all of them: {'; '.join(machines)}.", "",
+                ("| part | data | row | earlier runs (dates) | NDCG@10 earlier | NDCG@10 now | Recall@50 earlier | "
+                 "Recall@50 now |"),
                 "|---|---|---|---|---|---|---|---|",
                 *changed, "",
-                f"{same} of {len(changed)} rows are identical to every earlier measurement (NDCG@10 and Recall@50).", "",
-                "What the refactor changed in these runs: the FLOP count of the throughput logger no longer advances",
-                "the two-tower's logQ frequency estimate and trained-item set by an extra batch (the loss has no side",
-                "effects now), so training draws differ from the first step on; the user tower's metadata comes from",
-                "the Catalog instead of the benchmark's runtime patch (the same table); `ms / user` is now the",
-                "evaluator's ranking time per user (scoring, masking and top-k) instead of `score()` alone."]
-    return [*out, ""]
+                f"{same} of {len(changed)} rows are identical to every earlier measurement (NDCG@10 and Recall@50).", ""]
+    return out
 
 
 def _span(rows: list[dict], key: str) -> str:
@@ -450,7 +448,8 @@ def ci(row: dict, key: str) -> str:
     return f"{row[key]:.4f} [{row[key + '_ci_low']:.4f}, {row[key + '_ci_high']:.4f}]"
 
 
-def render_accuracy(rows: list[dict]) -> list[str]:
+def render_accuracy(rows: list[dict], history: list[dict]) -> list[str]:
+    """The latest accuracy rows; ``history``, every accuracy row stored, for the two-tower against EASE run by run."""
     if not rows:
         return []
     out = ["## Retrieval accuracy: two-tower against EASE and MostPopular", "",
@@ -473,6 +472,15 @@ def render_accuracy(rows: list[dict]) -> list[str]:
             spread = ", ".join(f"{k} {np.mean([r[k] for r in runs]):.4f} ± {np.std([r[k] for r in runs], ddof=1):.4f}"
                                for k in ("ndcg@10", "recall@50", "recall@100", "recall@200"))
             out += ["", f"The two-tower trained with seeds {seeds} (mean ± sd over the runs): {spread}."]
+        ease = {r["run_id"]: r for r in history if r["dataset"] == dataset and r["name"] == "EASE"}
+        towers = [r for r in history if r["dataset"] == dataset and r["name"].startswith("Two-tower")
+                  and r["run_id"] in ease]
+        if towers:
+            above = sum(r["ndcg@10"] > ease[r["run_id"]]["ndcg@10"] for r in towers)
+            out += ["", (f"Every two-tower measurement stored in `results.jsonl` for {title} ({len(towers)}, over "
+                         f"{len({r['run_id'] for r in towers})} runs, seeds included) against EASE's of the same run: "
+                         f"test NDCG@10 above EASE's in {above} of {len(towers)}; two-tower "
+                         f"{_span(towers, 'ndcg@10')}, EASE {_span(list(ease.values()), 'ndcg@10')}.")]
         out.append("")
     return out
 
@@ -506,17 +514,19 @@ def render_negatives(rows: list[dict]) -> list[str]:
                         xytext=(6, 6 if i % 2 else -14))
         if len(mine) == len(NEGATIVES):
             plain, log_q, mixed = mine
+            overlap = mixed["recall@100_ci_low"] <= log_q["recall@100_ci_high"] and \
+                log_q["recall@100_ci_low"] <= mixed["recall@100_ci_high"]
             notes.append(f"{title}: logQ moves recall@100 {plain['recall@100']:.3f} → {log_q['recall@100']:.3f} and "
                          f"coverage@100 {plain['coverage@100']:.3f} → {log_q['coverage@100']:.3f}; mixed negatives "
-                         f"then give {mixed['recall@100']:.3f} at coverage {mixed['coverage@100']:.3f}.")
+                         f"then give {mixed['recall@100']:.3f} at coverage {mixed['coverage@100']:.3f} (recall@100 "
+                         f"intervals of logQ and mixed {'overlap' if overlap else 'do not overlap'}).")
         ax.set(title=title, xlabel="coverage@100", ylabel="recall@100")
     fig.tight_layout()
     fig.savefig(OUT_DIR / "negatives_tradeoff.png", dpi=120)
     plt.close(fig)
-    return out + ["", *notes, "", "In-batch negatives are the batch's positives, drawn by popularity, so an uncorrected",
-                  "softmax learns to push popular titles down: the widest coverage and the lowest recall. The logQ",
-                  "correction gives popularity back. Uniform negatives bring in the long tail and fresh items as",
-                  "negatives; here they cost coverage (tail items scored down more) without a clear accuracy gain.",
+    return out + ["", *notes, "", "In-batch negatives are the batch's other positives, so they are drawn by",
+                  "popularity; the logQ correction subtracts each item's log sampling probability from its logit;",
+                  "uniform negatives are drawn from the whole catalog.",
                   "", "![recall@100 against coverage@100](negatives_tradeoff.png)", ""]
 
 
@@ -525,10 +535,9 @@ def render_hnsw(rows: list[dict]) -> list[str]:
         return []
     p = rows[0]
     build_threads = max(r.get("build_threads", 1) for r in rows)
-    out = ["## HNSW against exact search: 1,000,000 items of dimension 64", "",
+    out = [f"## HNSW against exact search: {p['n_items']:,} items of dimension {p['dim']}", "",
            f"Synthetic unit vectors, inner product, top-{p['k']}. `clustered`: items and queries drawn around 1,000",
-           "random centres with noise of half their scale (trained item embeddings cluster by taste); `isotropic`",
-           "(when measured): standard Gaussian directions, the hardest case for a graph index.",
+           "random centres with noise of half their scale; `isotropic` (when measured): standard Gaussian directions.",
            f"HNSW: M={p['M']}, efConstruction={p['ef_construction']}, built with {build_threads}",
            "threads; every search on 1 thread. Overlap: the share of the exact top-100 that HNSW returns, over",
            "1,000 queries. Latency: one query at a time (a serving request), mean over 200 queries; batched: 1,000",
@@ -573,20 +582,23 @@ def render_cascade(rows: list[dict]) -> list[str]:
                    f"{r['ms_per_user']:.3f} | {r['ranker/ms_per_user']:.3f} |")
     out.append("")
     for ranker in sorted({r["ranker"] for r in rows}):
-        within = [r for r in rows if r["ranker"] == ranker and r["ndcg@10_vs_full_catalog"] >= 0.98]
+        mine = [r for r in rows if r["ranker"] == ranker]
+        within = [r["n_candidates"] for r in mine if r["ndcg@10_vs_full_catalog"] >= 0.98]
         out.append(f"Goal (NDCG@10 within 2% of the full catalog), {ranker}: " + (
-            f"**met** from N = {within[0]['n_candidates']} ({within[0]['ndcg@10_vs_full_catalog']:.3f})."
-            if within else "**not met** at any N measured."))
-        if any(r["ranker"] == ranker and r["ndcg@10_vs_full_catalog"] > 1.02 for r in rows):
-            out.append(f"The cascade beats {ranker} over the full catalog: items {ranker} ranks high but the "
-                       "two-tower finds unlikely never reach it, so the retriever acts as a second opinion.")
-    return out + ["", "Both rankers here cost one history encoding per user plus one dot product per item (EASE: a sparse",
-                  "history row times the item-item matrix; SASRec: a transformer pass, then the item table), and",
-                  "`score(batch, candidates)` gathers from that, so scoring 200 items instead of the catalog saves",
-                  "next to nothing, while the cascade adds the user tower and the index search (which fetches N plus the",
-                  "user's seen items, up to ~700 on ML-100K, so none of the N is spent on a seen item). A cascade buys",
-                  "time when the ranker's cost grows with the items it scores (per-candidate cross features, target",
-                  "attention, large catalogs); its accuracy side is what this table checks.", ""]
+            f"**met** at N = {', '.join(map(str, within))} of the {len(mine)} N measured." if within
+            else "**not met** at any N measured."))
+        above = [r for r in mine if r["ndcg@10_vs_full_catalog"] > 1.02]
+        if above:
+            overlap = sum(r["ndcg@10_ci_low"] <= r["ranker/ndcg@10_ci_high"] for r in above)
+            out.append(f"The cascade's NDCG@10 is more than 2% above {ranker}'s over the full catalog at N = "
+                       f"{', '.join(str(r['n_candidates']) for r in above)} (up to "
+                       f"{max(r['ndcg@10_vs_full_catalog'] for r in above):.3f}×); the two 95% intervals overlap at "
+                       f"{overlap} of these {len(above)}.")
+        slower = sum(r["ms_per_user"] > r["ranker/ms_per_user"] for r in mine)
+        out.append(f"ms / user, {ranker}: the cascade took longer than the full catalog at {slower} of the "
+                   f"{len(mine)} N measured.")
+    return out + ["", "The cascade's time adds the user tower and the index search (which fetches N plus the user's",
+                  "seen items, so none of the N is spent on a seen item) to the ranker's scoring of the N candidates.", ""]
 
 
 def render_cold(items: list[dict], users: list[dict]) -> list[str]:
@@ -598,9 +610,9 @@ def render_cold(items: list[dict], users: list[dict]) -> list[str]:
                 "training; the test users' interactions with them are the targets, and each user ranks the",
                 f"{r0['n_cold_items']} held-out test items among themselves (a launch competes with launches). The",
                 "two-tower embeds them from genres, title words and year alone (their ids map to the shared",
-                "unknown row; id dropout in training, 10% by default, teaches the content path to carry an item). Genre",
-                "popularity: the training interactions per item of the item's genres, the only popularity a new",
-                "title has. The oracle counts the test interactions themselves, so it sees the answers.", "",
+                "unknown row; id dropout in training: 10% in the first row, 50% in the second). Genre",
+                "popularity: the training interactions per item of the item's genres. The oracle counts the test",
+                "interactions themselves, so it sees the answers.", "",
                 "| model | Recall@50 | NDCG@10 |", "|---|---|---|"]
         for r in items:
             out.append(f"| {r['name']} | {ci(r, 'recall@50')} | {ci(r, 'ndcg@10')} |")
@@ -616,12 +628,10 @@ def render_cold(items: list[dict], users: list[dict]) -> list[str]:
                 "| model | Recall@50 | NDCG@10 |", "|---|---|---|"]
         for r in users:
             out.append(f"| {r['name']} | {ci(r, 'recall@50')} | {ci(r, 'ndcg@10')} |")
-        out += ["", "Recall@50 divides the hits by all of a member's later interactions (dozens on ML-100K); NDCG@10",
-                "looks at the top ten only. A new member's next titles on ML-100K are largely the catalog's most",
-                "popular, which MostPopular plays straight: read the rows against it and against each other with",
-                "their intervals. Without picks the tower reads an empty history, which it never saw in training",
-                "(every training position has at least one item before it); a history dropout in training would",
-                "teach it that case.", ""]
+        best = {k: max(users, key=lambda r: r[k])["name"] for k in ("ndcg@10", "recall@50")}
+        out += ["", "Recall@50 divides the hits by all of a member's later interactions; NDCG@10 looks at the top ten",
+                f"only. Highest point estimate: NDCG@10 {best['ndcg@10']}, Recall@50 {best['recall@50']}; read the",
+                "rows against each other with their intervals.", ""]
     return out
 
 

@@ -5,12 +5,15 @@ Each configuration is one ``python -m marquee.train experiment=...`` run under a
 masked. ML-100K runs validate and test with seen items kept (``evaluation.seen=keep``), as RecBole
 does for sequential models, so their validation curve and test numbers compare with RecBole's; the
 masked re-evaluation is marquee's own protocol. One JSON line per finished configuration is appended
-to ``experiments/sasrec/marquee_results.jsonl``; RecBole's side is written by scripts/recbole_sasrec.py
-(run it in the RecBole venv, in the background) into ``experiments/sasrec/recbole/``.
+to ``experiments/sasrec/marquee_results.jsonl``, and the ML-100K runs' per-user test NDCG@10 and Recall@10
+(seen kept and masked) to ``experiments/sasrec/per_user_ml100k.csv`` for the paired tests (the run folders
+under logs/ are not committed); RecBole's side is written by scripts/recbole_sasrec.py (run it in the RecBole
+venv, in the background) into ``experiments/sasrec/recbole/``.
 
     python scripts/bench_sasrec.py                      # every configuration not yet in the results
     python scripts/bench_sasrec.py --only ml100k_ce     # some of them (two processes may share the file)
-    python scripts/bench_sasrec.py --render-only        # rewrite README.md and the PNG from the results
+    python scripts/bench_sasrec.py --keep-per-user      # copy finished runs' per-user columns into the CSV
+    python scripts/bench_sasrec.py --render-only        # rewrite README.md and the PNG from committed files
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -25,11 +29,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from provenance import measured, stamp
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "experiments" / "sasrec"
 ROWS = OUT / "marquee_results.jsonl"
 RECBOLE = OUT / "recbole"
+PER_USER = OUT / "per_user_ml100k.csv"
 RUNS_DIR = REPO / "logs" / "bench_sasrec"
 KEEP = ("evaluation.seen=keep",)
 
@@ -105,7 +111,7 @@ def run_config(name: str) -> dict:
     row = {"id": name, "dataset": dataset, "label": label, "overrides": list(overrides), "cap_minutes": cap,
            "status": "ok", "wall_seconds": seconds, "curve": curve(run_dir), "epoch_seconds": epoch_seconds(run_dir),
            "test": {k: v for k, v in metrics.items() if k.startswith(("test/", "train/")) and "/slice/" not in k},
-           "machine": machine(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           "machine": machine(), **stamp(), "load_average": os.getloadavg()}
     if "evaluation.seen=keep" in overrides:  # marquee's own protocol on the same checkpoint
         masked_dir = run_dir / "eval_masked"
         cmd = [sys.executable, "-m", "marquee.eval", f"run_dir={run_dir}", f"hydra.run.dir={masked_dir}",
@@ -116,7 +122,39 @@ def run_config(name: str) -> dict:
             row["test_masked"] = {k: v for k, v in masked.items() if k.startswith("test/") and "/slice/" not in k}
         else:
             row["masked_error"] = ev.stderr[-2000:]
+        keep_per_user(name)
     return row
+
+
+def keep_per_user(name: str) -> bool:
+    """Copy one finished ML-100K run's per-user test NDCG@10 and Recall@10 (seen kept; masked) into PER_USER.
+
+    The run folders stay under logs/ (not committed); this table is what the README's paired tests read.
+    """
+    parts = []
+    for seen, folder in (("keep", RUNS_DIR / name), ("mask", RUNS_DIR / name / "eval_masked")):
+        path = folder / "per_user_test.parquet"
+        if path.is_file():
+            parts.append(pd.read_parquet(path, columns=["user_id", "ndcg@10", "recall@10"]).assign(id=name, seen=seen))
+    if not parts:
+        return False
+    table = pd.concat(parts)[["id", "seen", "user_id", "ndcg@10", "recall@10"]]
+    if PER_USER.is_file():
+        old = pd.read_csv(PER_USER)
+        table = pd.concat([old[old["id"] != name], table])
+    tmp = PER_USER.with_suffix(f".{os.getpid()}.tmp")
+    table.sort_values(["id", "seen", "user_id"]).to_csv(tmp, index=False, float_format="%.8g")
+    tmp.replace(PER_USER)
+    return True
+
+
+def per_user(name: str, seen: str) -> pd.DataFrame | None:
+    """One configuration's committed per-user test metrics (``seen``: keep or mask), indexed by user id."""
+    if not PER_USER.is_file():
+        return None
+    table = pd.read_csv(PER_USER)
+    mine = table[(table["id"] == name) & (table["seen"] == seen)]
+    return mine.set_index("user_id")[["ndcg@10", "recall@10"]] if len(mine) else None
 
 
 def append(row: dict) -> None:
@@ -154,11 +192,11 @@ def recbole_rows() -> tuple[list[dict], dict | None, dict | None]:
     return curve_rows, test, per_user
 
 
-def paired_with_recbole(run_dir: Path) -> dict | None:
+def paired_with_recbole(name: str) -> dict | None:
     """Paired bootstrap of marquee's per-user test NDCG@10 (seen kept) against RecBole's, from its per-user ranks."""
     ranks = RECBOLE / "ml100k_test_ranks.csv"
-    ours_path = run_dir / "per_user_test.parquet"
-    if not (ranks.is_file() and ours_path.is_file()):
+    ours = per_user(name, "keep")
+    if not ranks.is_file() or ours is None:
         return None
     from marquee.evaluation.metrics import accuracy_metrics
     from marquee.evaluation.statistics import compare_runs
@@ -166,8 +204,17 @@ def paired_with_recbole(run_dir: Path) -> dict | None:
     theirs = pd.read_csv(ranks).set_index("user")
     theirs = pd.DataFrame({"ndcg@10": accuracy_metrics(theirs[["rank"]].to_numpy(), [10])["ndcg@10"]},
                           index=theirs.index.rename("user_id"))
-    ours = pd.read_parquet(ours_path).set_index("user_id")[["ndcg@10"]]
-    return compare_runs(theirs, ours, metrics=["ndcg@10"], n_boot=1000).loc["ndcg@10"].to_dict()
+    return compare_runs(theirs, ours[["ndcg@10"]], metrics=["ndcg@10"], n_boot=1000).loc["ndcg@10"].to_dict()
+
+
+def recbole_date(test: dict | None) -> str | None:
+    """The date RecBole's run finished (``finished_at``), else the date in its saved checkpoint's name."""
+    if test is None:
+        return None
+    if test.get("finished_at"):
+        return test["finished_at"][:10]
+    found = re.search(r"-(\w{3}-\d{2}-\d{4})_", test.get("stopped", ""))
+    return time.strftime("%Y-%m-%d", time.strptime(found.group(1), "%b-%d-%Y")) if found else None
 
 
 def first_reach(points: list[dict], target: float) -> float | None:
@@ -206,20 +253,33 @@ def render() -> None:
     rows = {r["id"]: r for r in read(ROWS) if r.get("status") == "ok"}
     failed = [r for r in read(ROWS) if r.get("status") != "ok" and r["id"] not in rows]
     rb_curve, rb_test, rb_user = recbole_rows()
+    machines = sorted({r["machine"] for r in rows.values()})
+    loads = [r["load_average"][0] for r in rows.values() if r.get("load_average")]
     lines = ["# SASRec family: marquee beside RecBole 1.2.1", "",
              ("Written by `python scripts/bench_sasrec.py` (marquee) and `scripts/recbole_sasrec.py` (RecBole, in its "
-             "own venv, run in the background with every epoch appended to `recbole/ml100k_curve.jsonl`)."),
-             (f"Machine: {next(iter(rows.values()))['machine'] if rows else machine()}; one torch thread per job. "
-             "The machine was shared while these ran (other benchmarks and test suites of this project ran at the same "
-             "time, load average 4–5 on 2 cores), so absolute seconds are inflated for both frameworks alike; "
-             "marquee and RecBole ran in the same hours under that load."), ""]
+             "own venv, run in the background with every epoch appended to `recbole/ml100k_curve.jsonl`); "
+             "`python scripts/bench_sasrec.py --render-only` rewrites this page and its plot from the committed files."),
+             (f"Machine recorded by marquee's rows: {'; '.join(machines) or 'none'}"
+              + (f"; by RecBole's test file: {rb_test['machine']['cpu']}, {rb_test['machine']['cores']} cores, "
+                 f"{rb_test['machine']['mem_gb']} GB RAM" if rb_test and rb_test.get("machine") else "") + ". "
+              + (f"Load average (1 min) as each marquee run finished: {min(loads):.1f}–{max(loads):.1f}. " if loads
+                 else "The rows record no load average, nor what else ran on the machine. ")
+              + "This script runs marquee with `torch_threads=1`"
+              + (f"; RecBole's curve records {rb_curve[0]['torch_threads']} torch thread(s)." if rb_curve
+                 and "torch_threads" in rb_curve[0] else ".")), ""]
+    stamps = [(f"`{name}`", r["finished_at"][:10], r.get("git_commit")) for name, r in rows.items()]
+    if recbole_date(rb_test):
+        stamps.append(("RecBole's SASRec", recbole_date(rb_test), None))
+    lines += measured(stamps, "marquee's rows' `finished_at`; RecBole's from its test file's `finished_at`, else "
+                              "from its saved checkpoint's name")
     # ---- ML-100K against RecBole
     lines += ["## MovieLens-100K, leave-one-out, full ranking", "",
-              ("Same split for both (exported by `scripts/recbole_export.py`, fingerprint checked), max length 50, hidden "
-              "64, 2 layers, 2 heads, inner 256, CE over the full catalog, Adam at lr 0.001. RecBole: its defaults (post-norm, "
-              "dropout 0.5), every prefix of every training sequence as one row, batch 2048. marquee: pre-norm, dropout "
-              "0.2, every position of each window trained at once (windows of 50 tiling every history), batch 32 "
-              "windows (about 1,300 target positions). No tuning beyond that on either side."), ""]
+              ("RecBole trains and tests on the split `scripts/recbole_export.py` exports from marquee's. "
+               + (("RecBole (settings from its test file): " + ", ".join(f"{k} {v}" for k, v in rb_test["params"].items())
+                   + "; every prefix of every training sequence as one row. ") if rb_test else "")
+               + "marquee: the configuration `experiment=sasrec_ml100k` named in its rows (CE over the full catalog; "
+               "every position of each window trained at once); the rows record the overrides, not the resolved "
+               "values."), ""]
     rb_best = max((p["valid_ndcg@10"] for p in rb_curve), default=None)
     head = ("| model | test NDCG@10 (seen kept) | test Recall@10 (seen kept) | test NDCG@10 (seen masked) | "
             "test Recall@10 (seen masked) | epochs run (cap) | best val NDCG@10 | wall time to best val | "
@@ -252,9 +312,9 @@ def render() -> None:
     lines += ["", ("Which number compares with which: RecBole ranks every item for sequential models, already-seen ones "
               "included, so its test NDCG@10 compares with marquee's *seen kept* columns (same protocol, same "
               "checkpoint selection on unmasked validation). The *seen masked* columns re-evaluate the same marquee "
-              "checkpoint with the user's train and validation items removed from the ranking — marquee's default, "
-              "and the honest number for a catalog where nobody rates a film twice. CIs: 95% percentile bootstrap "
-              "over test users (1,000 resamples); RecBole's from its per-user test ranks (`recbole/ml100k_test_ranks.csv`)."), ""]
+              "checkpoint with the user's train and validation items removed from the ranking, marquee's default. "
+              "CIs: 95% percentile bootstrap over test users (1,000 resamples); RecBole's from its per-user test ranks "
+              "(`recbole/ml100k_test_ranks.csv`)."), ""]
     if rb_curve and "ml100k_ce" in rows:
         ours = rows["ml100k_ce"]
         reach = first_reach(ours["curve"], rb_best)
@@ -262,15 +322,19 @@ def render() -> None:
         if reach is not None:
             lines += [(f"Time to RecBole's best validation NDCG@10 ({rb_best:.4f}): marquee CE {reach:.0f} s, RecBole "
                       f"{rb_time:.0f} s — **{rb_time / reach:.1f}×** less wall time (goal: at least 10×)."), ""]
-        paired = paired_with_recbole(RUNS_DIR / "ml100k_ce")
+        paired = paired_with_recbole("ml100k_ce")
         if paired is not None:
             lines += [(f"Paired over the same {int(paired['n_users'])} test users (seen kept): marquee CE minus RecBole, "
                       f"NDCG@10 {paired['diff']:+.4f} [{paired['diff_low']:+.4f}, {paired['diff_high']:+.4f}], "
                       f"paired t-test p = {paired['p_ttest']:.2g}."), ""]
+        else:
+            lines += [(f"No paired test against RecBole: `{PER_USER.name}` holds no per-user columns of `ml100k_ce` "
+                       "(the run's folder was not committed; `--keep-per-user` copies them from it, a new run "
+                       "writes them)."), ""]
         ep_ours, ep_rb = ours["epoch_seconds"], statistics.median(p["train_seconds"] for p in rb_curve)
-        lines += [(f"Median time per epoch: marquee {ep_ours:.1f} s, RecBole {ep_rb:.1f} s ({ep_rb / ep_ours:.0f}×): both "
-                  "epochs see every training transition once; RecBole's re-encodes every prefix, so it pushes about "
-                  "25× more tokens through the transformer for the same targets."), ""]
+        lines += [(f"Median time per epoch: marquee {ep_ours:.1f} s, RecBole {ep_rb:.1f} s ({ep_rb / ep_ours:.0f}×). "
+                  "An epoch of each sees every training transition once, RecBole's as one row per prefix, marquee's "
+                  "as every position of its windows; neither side records the tokens it processed."), ""]
     png = plot(rows, rb_curve)
     if png:
         lines += [f"![validation NDCG@10 against wall-clock time]({png})", ""]
@@ -287,24 +351,39 @@ def render() -> None:
     # ---- side inputs
     effects = [n for n in SIDE_EFFECTS if n in rows and "ml100k_ce" in rows]
     if effects:
-        from marquee.compare import load_per_user
         from marquee.evaluation.statistics import compare_runs
 
-        lines += ["## Effect of each side input (ML-100K, test, seen masked; paired over the same users)", "",
-                  ("Each row: the same SASRec (CE) with one side input switched on (B) against it without (A). "
-                  "ML-100K (and Video Games) have no device column, so the device input is not measured here (a planted-log test in tests/test_sasrec.py shows it is learned). "
-                  "The side-input runs had an 8-minute cap, the CE run 15; the CE run's best epoch came at 7 "
-                  "minutes, inside both caps."), "",
+        base_row = rows["ml100k_ce"]
+        best_s = max(base_row["curve"], key=lambda p: p["ndcg@10"])["seconds"] if base_row["curve"] else None
+        caps = sorted({rows[n]["cap_minutes"] for n in effects})
+        lines += ["## Effect of each side input (ML-100K, test, seen masked)", "",
+                  ("Each row: the same SASRec (CE) with one side input switched on (B) against it without (A); no "
+                   "configuration here switches on the device input. "
+                   f"Caps: {', '.join(f'{c} minutes' for c in caps)} for the side-input runs, "
+                   f"{base_row['cap_minutes']} for the CE run"
+                   + (f", whose best validation epoch came at {best_s / 60:.1f} minutes." if best_s is not None else ".")),
+                  "",
                   "| side input | NDCG@10 without → with | difference [95% CI] | p (paired t) | Recall@10 without → with |",
                   "|---|---|---|---|---|"]
-        base = load_per_user(RUNS_DIR / "ml100k_ce" / "eval_masked", "test")
+        base = per_user("ml100k_ce", "mask")
+        unpaired = False
         for name in effects:
-            other = load_per_user(RUNS_DIR / name / "eval_masked", "test")
-            table = compare_runs(base, other, metrics=["ndcg@10", "recall@10"], n_boot=1000)
-            n, rc = table.loc["ndcg@10"], table.loc["recall@10"]
-            lines.append(f"| {SIDE_EFFECTS[name]} | {n['mean_a']:.4f} → {n['mean_b']:.4f} | {n['diff']:+.4f} "
-                         f"[{n['diff_low']:+.4f}, {n['diff_high']:+.4f}] | {n['p_ttest']:.3g} | "
-                         f"{rc['mean_a']:.4f} → {rc['mean_b']:.4f} |")
+            other = per_user(name, "mask")
+            if base is not None and other is not None:
+                table = compare_runs(base, other, metrics=["ndcg@10", "recall@10"], n_boot=1000)
+                n, rc = table.loc["ndcg@10"], table.loc["recall@10"]
+                lines.append(f"| {SIDE_EFFECTS[name]} | {n['mean_a']:.4f} → {n['mean_b']:.4f} | {n['diff']:+.4f} "
+                             f"[{n['diff_low']:+.4f}, {n['diff_high']:+.4f}] | {n['p_ttest']:.3g} | "
+                             f"{rc['mean_a']:.4f} → {rc['mean_b']:.4f} |")
+                continue
+            unpaired = True
+            a, b = base_row["test_masked"], rows[name]["test_masked"]
+            lines.append(f"| {SIDE_EFFECTS[name]} | {ci(a, 'test/ndcg@10')} → {ci(b, 'test/ndcg@10')} | "
+                         f"{b['test/ndcg@10'] - a['test/ndcg@10']:+.4f} (unpaired) | – | "
+                         f"{a['test/recall@10']:.4f} → {b['test/recall@10']:.4f} |")
+        if unpaired:
+            lines += ["", (f"Rows marked *unpaired* show each run's own mean and CI: `{PER_USER.name}` holds no "
+                           "per-user columns for them, so no paired interval or test is computed.")]
         lines.append("")
     if failed:
         lines += ["## Configurations that failed", ""] + [f"- `{r['id']}`: {r.get('error', '')[-300:]!r}" for r in failed]
@@ -312,16 +391,23 @@ def render() -> None:
               "python scripts/recbole_export.py ml100k",
               ("nohup ../recbole-venv/bin/python scripts/recbole_sasrec.py ../recbole-data/ml100k "
               "--out-dir experiments/sasrec/recbole --max-epochs 20 &"),
-              "python scripts/bench_sasrec.py", "```", ""]
+              "python scripts/bench_sasrec.py", "python scripts/bench_sasrec.py --render-only   # this page alone",
+              "```", ""]
     (OUT / "README.md").write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS))
-    parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--render-only", action="store_true", help="rewrite README.md and the plot only")
+    parser.add_argument("--keep-per-user", action="store_true",
+                        help=f"copy the per-user columns of finished ML-100K runs under {RUNS_DIR.relative_to(REPO)} "
+                             f"into {PER_USER.name} (runs measured before the benchmark wrote it), then render")
     args = parser.parse_args(argv)
-    if not args.render_only:
+    if args.keep_per_user:
+        kept = [name for name, (_, _, overrides, _) in CONFIGS.items() if KEEP[0] in overrides and keep_per_user(name)]
+        print(f"per-user columns kept for: {', '.join(kept) or 'none (no run folders found)'}", flush=True)
+    elif not args.render_only:
         done = {r["id"] for r in read(ROWS) if r.get("status") == "ok"}
         for name in args.only or list(CONFIGS):
             if name in done:

@@ -27,10 +27,11 @@ import logging
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recbole_run import machine_info, patch_collector_cpu, patch_torch_load, setup_logging  # noqa: E402
+from recbole_run import machine_info, patch_collector_cpu, patch_torch_load, setup_logging
 
 MAX_LEN = 50
 
@@ -138,7 +139,7 @@ def test_ranks(model, test_data) -> list[tuple[int, int]]:
             scores[:, 0] = -torch.inf
             target = scores.gather(1, positive_i.view(-1, 1))
             ranks = (scores >= target).sum(1)  # the target itself counts once: ties go against it
-            users = interaction[model.USER_ID] if model.USER_ID in interaction else None
+            users = interaction[model.USER_ID] if model.USER_ID in interaction else None  # noqa: SIM401 (no .get)
             for row, rank in enumerate(ranks.tolist()):
                 token = dataset.id2token(dataset.uid_field, int(users[row])) if users is not None else row
                 out.append((int(token), int(rank)))
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "test": {k: float(v) for k, v in test_result.items()},
         "test_ndcg@10_from_ranks": sum(1 / __import__("math").log2(r + 1) for _, r in ranks if r <= 10) / len(ranks),
         "machine": machine_info(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (out_dir / f"{name}_test.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary["test"]), flush=True)
