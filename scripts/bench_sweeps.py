@@ -2,7 +2,8 @@
 
 Every step resumes where it stopped, and what it measured stays under experiments/sweeps/:
 
-    python scripts/bench_sweeps.py study sasrec        # the 40-trial SASRec study, then its winner over 5 seeds
+    python scripts/bench_sweeps.py study sasrec --workers 2 --threads 1   # the 40-trial SASRec study, then its
+                                                       # winner over 5 seeds
     python scripts/bench_sweeps.py study two_tower     # the 20-trial two-tower study, then its winner over 5 seeds
     python scripts/bench_sweeps.py default sasrec      # the default config (experiment=sasrec_ml100k) over 5 seeds
     python scripts/bench_sweeps.py workers             # wall time of one fixed study with 1 and with 2 workers
@@ -53,12 +54,13 @@ def sweep(args: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "marquee.sweep", *args], cwd=REPO, check=True, env=environment())
 
 
-def run_study(name: str, threads: int) -> None:
+def run_study(name: str, threads: int, workers: int) -> None:
     """Run (or resume) the study into experiments/sweeps/<name>/, then re-run its winner with every seed."""
     search, n_trials, _ = STUDIES[name]
     # takeover: this benchmark is the study's only worker, so a trial left "running" was cut by a session's end
     sweep([f"hparams_search={search}", f"n_trials={n_trials}", f"seeds={SEEDS}".replace(" ", ""),
-           f"study_dir={relative(OUT / name)}", f"torch_threads={threads}", "takeover=true", *QUIET])
+           f"study_dir={relative(OUT / name)}", f"torch_threads={threads}", f"n_workers={workers}", "takeover=true",
+           *QUIET])
 
 
 def run_default(name: str, threads: int) -> None:
@@ -104,10 +106,11 @@ def main() -> None:
     parser.add_argument("name", nargs="?", choices=sorted(STUDIES), default="sasrec")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of a study")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.step == "study":
-        run_study(args.name, args.threads)
+        run_study(args.name, args.threads, args.workers)
     elif args.step == "default":
         run_default(args.name, args.threads)
     elif args.step == "workers":

@@ -30,7 +30,7 @@ import yaml
 from marquee.cli import user_message
 from marquee.config_dir import unique_dir
 from marquee.errors import ConfigError
-from marquee.sweeps.study import Study, compose_train, spec_from_config
+from marquee.sweeps.study import Study, compose_train, fail_stale_trials, spec_from_config
 
 log = logging.getLogger("marquee.sweep")
 
@@ -70,10 +70,12 @@ def run(argv: list[str]) -> Path:
             "%Y-%m-%d_%H-%M-%S")))
         study = Study(study_dir, spec)
     log.info("study %s in %s (worker %d of %d)", study.spec.name, study.dir, worker, n_workers)
+    if takeover and worker == 0:  # before any other worker starts a trial of its own
+        fail_stale_trials(study.study(), takeover=True)
     helpers = [subprocess.Popen([sys.executable, "-m", "marquee.sweep", *overrides, f"study_dir={study.dir}",
                                  f"worker={i}"]) for i in range(1, n_workers)] if worker == 0 else []
     started = time.perf_counter()
-    optuna_study = study.optimize(worker, takeover and worker == 0)
+    optuna_study = study.optimize(worker)
     for helper in helpers:
         helper.wait()
     if worker != 0:
