@@ -198,3 +198,19 @@ def test_a_trial_left_running_elsewhere_is_failed_only_on_takeover(tmp_path):
     assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL"]
     assert fail_stale_trials(study, takeover=True) == 1
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+
+
+def test_a_resumed_study_reads_back_its_own_space_exactly(tmp_path):
+    space = {"optim.optimizer.weight_decay": {"type": "float", "low": 1.0e-6, "high": 1.0e-2, "log": True},
+             "model.hidden": {"type": "categorical", "choices": [32, 64]}}
+    Study(tmp_path / "study", StudySpec(name="s", overrides=["model=ease"], space=check_space(space)))
+    again = Study(tmp_path / "study")  # from study.json, as a resumed or joining worker reads it
+    assert again.spec.space == space  # 1e-06 stays a float (YAML would have read it as a string)
+    trial = again.study().ask()
+    assert 1e-6 <= suggest_values(trial, again.spec.space)["optim.optimizer.weight_decay"] <= 1e-2
+
+
+def suggest_values(trial, space):
+    from marquee.sweeps.space import suggest
+
+    return suggest(trial, space)

@@ -9,6 +9,7 @@ the only runs of a study that evaluate test).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -165,7 +166,7 @@ class Study:
         if spec is None:
             if not (self.dir / STUDY_FILE).is_file():
                 raise ConfigError("study_dir", f"'{self.dir}' holds no {STUDY_FILE}: not a study folder")
-            recorded = yaml.safe_load((self.dir / STUDY_FILE).read_text())
+            recorded = json.loads((self.dir / STUDY_FILE).read_text())  # JSON: YAML would read 1e-06 as a string
             spec = StudySpec(**recorded["spec"])
         elif not (self.dir / STUDY_FILE).is_file():
             write_json({"study_name": spec.name, "metric": spec.metric, "direction": spec.direction,
@@ -245,7 +246,7 @@ class Study:
         for seed in self.spec.seeds:
             output_dir = self.dir / "seeds" / f"seed_{seed}"
             record = output_dir / "run.json"
-            if record.is_file() and yaml.safe_load(record.read_text()).get("status") == "finished":
+            if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
                 log.info("seed %d: finished earlier", seed)
                 continue
             results[seed] = run_training([*frozen["overrides"], f"seed={seed}", "stages=[val,test]"], output_dir,
