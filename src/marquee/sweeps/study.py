@@ -214,6 +214,7 @@ class Study:
         rows = []
         for t in study.get_trials(deepcopy=False):
             duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+            duration = t.user_attrs.get("duration_s", duration)  # a trial carried over from another journal
             rows.append({"number": t.number, "state": t.state.name, "value": t.value, "duration_s": duration,
                          **{f"params_{k}": v for k, v in t.params.items()}, "run_dir": self._relative(t.user_attrs.get("run_dir"))})
         import pandas as pd
