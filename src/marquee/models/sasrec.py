@@ -100,21 +100,27 @@ class SASRec(TrainableRecommender):
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """User state (B, hidden) after an evaluation row's history, fused with the target context."""
-        items = batch["items"][:, -self.max_len :]  # (B, L)
+        if batch["items"].shape[1] > self.max_len:  # only the latest max_len events count
+            batch = {k: v[:, -self.max_len :] if v.dim() == 2 and k != "targets" else v for k, v in batch.items()}
+        return self.encode_window(batch)
+
+    def encode_window(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """:meth:`encode` of a history no longer than ``max_len``: what export traces, as it holds no
+        branch on the history's length (a cut would tie an exported graph to one length)."""
+        items = batch["items"]  # (B, L)
         if self.bidirectional:
             return self._encode_cloze(batch, items)
-        history = {k: v[:, -self.max_len :] if v.dim() == 2 and k not in ("targets",) else v for k, v in batch.items()}
-        state = self.sequence_states(history, items)[:, -1]  # (B, hidden)
-        return self.context(state, batch)
+        return self.context(self.sequence_states(batch, items)[:, -1], batch)  # (B, hidden)
 
     def _encode_cloze(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
         """BERT4Rec: drop the oldest item, append the mask token with the target's context, read its state."""
-        shifted = torch.cat([items[:, 1:], torch.full_like(items[:, :1], self.mask_token)], 1)  # (B, L)
+        # appended, then the oldest dropped: no (B, L - 1) slice, whose size an exported graph could not leave free
+        shifted = torch.cat([items, torch.full_like(items[:, :1], self.mask_token)], 1)[:, 1:]  # (B, L)
         features = {}
         for key in ("hour", "dow", "device"):
             if key in batch:
                 target = batch.get(f"target_{key}", torch.zeros_like(batch[key][:, 0]))
-                features[key] = torch.cat([batch[key][:, -items.shape[1] :][:, 1:], target[:, None]], 1)
+                features[key] = torch.cat([batch[key][:, -items.shape[1] :], target[:, None]], 1)[:, 1:]
         return self.head(self.sequence_states(features, shifted, use_gap=False)[:, -1])
 
     def score_state(self, state: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
