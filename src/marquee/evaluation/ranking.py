@@ -99,6 +99,18 @@ def _owned_float(scores: torch.Tensor) -> torch.Tensor:
     return scores if scores._base is None and scores.is_contiguous() else scores.clone()
 
 
+def catalog_scores(model: Recommender, batch: dict[str, torch.Tensor], seen: SeenItems | None) -> torch.Tensor:
+    """The model's float32 scores of the whole catalog (B, N + 1), padding and ``seen`` items of each row at -inf.
+
+    What every full-catalog list of marquee is cut from: the evaluator's and the recommendations'.
+    """
+    scores = _owned_float(model.score(batch))  # (B, N + 1)
+    scores[:, 0] = NEG_INF  # padding is never an item
+    if seen is not None:  # scattering -inf costs the seen items, a boolean mask the whole catalog
+        scores.index_put_(seen.pairs(batch["user"]), torch.tensor(NEG_INF, device=scores.device))
+    return scores
+
+
 def check_finite_top(top_scores: torch.Tensor, k_max: int) -> None:
     """Refuse NaN scores (topk puts NaN first, so the list shows them) and lists padded with masked items."""
     if torch.isnan(top_scores).any():
@@ -185,10 +197,7 @@ def rank_batch(
     n_items = model.n_items
     sampled = None
     if item_chunk is None or item_chunk >= n_items:
-        scores = _owned_float(model.score(batch))  # (B, N + 1)
-        scores[:, 0] = NEG_INF  # padding is never an item
-        if seen is not None:  # scattering -inf costs the seen items, a boolean mask the whole catalog
-            scores.index_put_(seen.pairs(users), torch.tensor(NEG_INF, device=scores.device))
+        scores = catalog_scores(model, batch, seen)  # (B, N + 1)
         top_scores, top = scores.topk(k_max, dim=1)
         check_finite_top(top_scores, k_max)
         ranks = ranks_from_top(scores, targets, top_scores)

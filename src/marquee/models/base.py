@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -9,6 +10,15 @@ from torch import nn
 
 from marquee.data.catalog import Catalog
 from marquee.data.splits import Split
+
+
+@dataclass(frozen=True)
+class Reasons:
+    """Why a model recommends a row's items: ``because`` (B, K) holds, per item, the history item that
+    contributes most to its score (0 where none does); ``label`` names how the other items came (``retrieved``)."""
+
+    because: torch.Tensor | None = None
+    label: str | None = None
 
 
 class Recommender(nn.Module):
@@ -45,6 +55,11 @@ class Recommender(nn.Module):
         if items.dim() == 1:
             return scores[:, items]
         return scores.gather(1, items)
+
+    def reasons(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> Reasons | None:
+        """Why each of the row's recommended ``items`` (B, K) is there, for :mod:`marquee.recommendations`;
+        None (the default) where the model cannot say."""
+        return None
 
     def evaluated_parts(self) -> dict[str, Recommender]:
         """Parts of a composed system worth measuring beside it (a cascade's retriever alone); most have none."""

@@ -17,7 +17,7 @@ import torch
 
 from marquee.data.catalog import Catalog
 from marquee.data.splits import Split
-from marquee.models.base import FittedRecommender
+from marquee.models.base import FittedRecommender, Reasons
 from marquee.models.memory import check_memory, gib
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,18 @@ class ItemKNN(_Baseline):
         scores = torch.sparse.mm(history.to_sparse_coo(), similarity).to_dense()  # (B, n_items + 1)
         return self.select(scores, items)
 
+    def reasons(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> Reasons:
+        """Per item ``j`` of ``items`` (B, K): the history item ``i`` with the largest ``sim(i, j)``, the most
+        its score (a sum of them) owes to one item; 0 where no history item is among ``j``'s neighbours."""
+        self._check_fitted()
+        history = batch["items"]  # (B, L)
+        watched = torch.zeros(len(history), self.n_items + 1, dtype=torch.bool, device=history.device)
+        watched[torch.arange(len(history), device=history.device)[:, None], history] = True
+        neighbors, weights = self.neighbors[items], self.weights[items]  # (B, K, k) each
+        held = watched.gather(1, neighbors.flatten(1)).view_as(neighbors) & (neighbors > 0)
+        best, at = weights.masked_fill(~held, 0.0).max(-1)  # (B, K)
+        return Reasons(because=torch.where(best > 0, neighbors.gather(-1, at[..., None]).squeeze(-1), 0))
+
     def _by_neighbor(self) -> torch.Tensor:
         """``S`` with ``S[i, j] = sim(i, j)``, dense up to 10k items (faster there), else sparse; cached per fit."""
         key = (self.weights.data_ptr(), self.weights._version, self.neighbors._version)
@@ -271,6 +283,19 @@ class EASE(_Baseline):
         history = _multi_hot(batch["items"], self.n_items)  # sparse CSR (B, n_items + 1)
         scores = torch.sparse.mm(history, self.weights)  # (B, n_items + 1); cost grows with history length only
         return self.select(scores, items)
+
+    def reasons(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> Reasons:
+        """Per item ``j`` of ``items`` (B, K): the history item ``i`` with the largest ``B[i, j]``, the most its
+        score (a sum of them) owes to one item; 0 where no history item adds to it."""
+        self._check_fitted()
+        history = batch["items"]  # (B, L); padding reads row 0 of B, all zeros
+        because = torch.zeros_like(items)
+        rows_per_block = max(1, _BLOCK_ENTRIES // max(1, history.shape[1] * items.shape[1]))
+        for rows in torch.arange(len(items), device=items.device).split(rows_per_block):
+            h = history[rows]
+            best, at = self.weights[h[:, :, None], items[rows][:, None, :]].max(1)  # (b, L, K) B[i, j] -> (b, K)
+            because[rows] = torch.where(best > 0, h.gather(1, at), 0)
+        return Reasons(because=because)
 
 
 def _positive_train(split: Split):

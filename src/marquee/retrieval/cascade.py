@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from marquee.models.base import Recommender
+from marquee.models.base import Reasons, Recommender
 
 
 class CascadeRecommender(Recommender):
@@ -44,6 +44,11 @@ class CascadeRecommender(Recommender):
         full.scatter_(1, candidates, scores)
         full[:, 0] = float("-inf")  # padding candidates wrote into column 0
         return self.select(full, items)
+
+    def reasons(self, batch: dict[str, torch.Tensor], items: torch.Tensor) -> Reasons:
+        """Every item was ``retrieved``; a ranker that can say more (an item-item model) names the history item."""
+        ranked = self.ranker.reasons(batch, items) if self.ranker is not None else None
+        return Reasons(because=ranked.because if ranked is not None else None, label="retrieved")
 
     def evaluated_parts(self) -> dict[str, Recommender]:
         if self.ranker is None:
