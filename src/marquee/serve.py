@@ -1,0 +1,73 @@
+"""``python -m marquee.serve bundle=BUNDLE port=N [host=127.0.0.1] [log_dir=DIR] [histories=PATH.parquet] ...``
+
+Serve a bundle over HTTP (FastAPI + uvicorn; no torch, no Lightning):
+
+  bundle=BUNDLE        the bundle folder ``python -m marquee.export`` wrote (checked before serving)
+  port=N               the TCP port (0: any free one)
+  host=H               the interface, 127.0.0.1 by default (0.0.0.0 to listen on every interface)
+  log_dir=DIR          where impressions.jsonl and events.jsonl are appended (default: logs/serving)
+  histories=PATH       optional Parquet of members' events (user_id, item_id, timestamp[, event, value, device]),
+                       so that POST /recommend may send user_id alone
+  threads=T            onnxruntime and FAISS threads (default 1)
+  artworks=A           artwork variants per title, chosen uniformly (default 4)
+  seed=S               seed of the artwork choice (default: unseeded)
+
+Endpoints: GET /health, POST /recommend, POST /events; the OpenAPI schema at /openapi.json, docs at /docs.
+A bad bundle or argument ends with one ``error:`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+KEYS = {"bundle": str, "port": int, "host": str, "log_dir": str, "histories": str, "threads": int, "artworks": int,
+        "seed": int}
+REQUIRED = ("bundle", "port")
+
+
+class ArgumentError(ValueError):
+    """A bad ``key=value`` argument: the message names the key."""
+
+
+def parse(argv: list[str]) -> dict[str, object]:
+    """``key=value`` arguments, each key known and of its type, the required ones present."""
+    settings: dict[str, object] = {}
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if not eq or key not in KEYS:
+            raise ArgumentError(f"unknown argument '{arg}'; give {', '.join(f'{k}=...' for k in KEYS)}")
+        if KEYS[key] is int:
+            try:
+                settings[key] = int(value)
+            except ValueError:
+                raise ArgumentError(f"{key}: expected an integer, got {value!r}") from None
+        else:
+            settings[key] = value
+    for key in REQUIRED:
+        if key not in settings:
+            raise ArgumentError(f"{key}: required, and not given (add {key}=...)")
+    return settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return
+    import uvicorn
+
+    from marquee.serving.app import create_app
+
+    try:
+        settings = parse(argv)
+        app = create_app(settings["bundle"], settings.get("log_dir", "logs/serving"), settings.get("histories"),
+                         threads=settings.get("threads", 1), artworks=settings.get("artworks", 4),
+                         seed=settings.get("seed"))
+    except (ValueError, OSError) as error:  # ArgumentError, BundleError, HistoryError are ValueErrors
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    uvicorn.run(app, host=str(settings.get("host", "127.0.0.1")), port=int(settings["port"]), log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

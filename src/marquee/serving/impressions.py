@@ -1,0 +1,138 @@
+"""The durable impression and event log, and its compaction into Parquet for the bandit.
+
+``<log_dir>/impressions.jsonl`` holds one JSON line per title shown and ``<log_dir>/events.jsonl`` one per
+member action (``POST /events``). Every append is written, flushed and fsynced before the service answers,
+so whatever a client was told is on disk even if the process is killed right after. A line cut short by a
+crash (never acknowledged) is cut off when the log is reopened.
+
+:func:`compact` joins the two into ``joined.parquet`` (every column) and ``artwork_log.parquet``, the
+impression-log format ``python -m marquee.bandit source=artwork_log`` reads (docs/impression_log.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+IMPRESSIONS, EVENTS = "impressions.jsonl", "events.jsonl"
+REWARDING = ("play",)  # events that count as reward 1 in the bandit log
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _repair(path: Path) -> None:
+    """Cut a last line a crash left without its newline (it was never acknowledged)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines log, skipping a torn last line."""
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n"):
+                yield json.loads(line)
+
+
+class ImpressionLog:
+    """Append-only impressions and events under ``log_dir``; knows every impression id it holds."""
+
+    def __init__(self, log_dir: str | Path):
+        self.dir = Path(log_dir).expanduser().resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self.files = {}
+        for name in (IMPRESSIONS, EVENTS):
+            _repair(self.dir / name)
+            self.files[name] = open(self.dir / name, "a", encoding="utf-8")  # noqa: SIM115 - open for the log's life
+        self._fsync_dir()
+        self.known = {r["impression_id"] for r in read_lines(self.dir / IMPRESSIONS)}
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _append(self, name: str, records: list[dict[str, Any]]) -> None:
+        f = self.files[name]
+        f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+    def impressions(self, records: list[dict[str, Any]]) -> None:
+        """Append the impressions of one page, durably, in one write."""
+        with self.lock:
+            self._append(IMPRESSIONS, records)
+            self.known.update(r["impression_id"] for r in records)
+
+    def event(self, record: dict[str, Any]) -> None:
+        """Append a member's event; KeyError when its impression id was never logged here."""
+        with self.lock:
+            if record["impression_id"] not in self.known:
+                raise KeyError(record["impression_id"])
+            self._append(EVENTS, [record])
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+def compact(log_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Join ``log_dir``'s impressions with their events; write ``joined.parquet`` and ``artwork_log.parquet``.
+
+    The joined file has every impression field plus ``events`` (JSON list), ``played`` and ``last_value``.
+    The artwork log numbers impressions 1.. in log order (``impression_id`` there is int64; the service's
+    id stays in ``joined.parquet``), ``user_id``/``title_id`` are the bundle's internal ids (0: a request
+    without a known member), and ``reward`` is 1 when a ``play`` event followed. Reads marquee.bandits
+    (and so torch) only here, never in the service.
+    """
+    import pandas as pd
+
+    from marquee.bandits import write_artwork_log
+
+    log_dir = Path(log_dir).expanduser().resolve()
+    out = Path(out_dir).expanduser().resolve() if out_dir else log_dir
+    out.mkdir(parents=True, exist_ok=True)
+    impressions = pd.DataFrame(list(read_lines(log_dir / IMPRESSIONS)))
+    if impressions.empty:
+        raise ValueError(f"'{log_dir / IMPRESSIONS}' holds no impressions to compact")
+    events: dict[str, list[dict[str, Any]]] = {}
+    for event in read_lines(log_dir / EVENTS):
+        events.setdefault(event["impression_id"], []).append(event)
+    own = [events.get(i, []) for i in impressions["impression_id"]]
+    joined = impressions.assign(
+        events=[json.dumps(e) for e in own], played=[any(e["event"] in REWARDING for e in es) for es in own],
+        last_value=[es[-1].get("value") if es else None for es in own])
+    for column in ("history", "context", "candidates", "arms", "context_vector"):  # nested: kept as JSON text
+        joined[column] = joined[column].map(json.dumps)
+    paths = {"joined": out / "joined.parquet", "artwork_log": out / "artwork_log.parquet"}
+    tmp = paths["joined"].with_name(f".{paths['joined'].name}.tmp")
+    joined.to_parquet(tmp, index=False)
+    os.replace(tmp, paths["joined"])
+    n_arms = impressions["arms"].map(len)
+    write_artwork_log(pd.DataFrame({
+        "impression_id": range(1, len(impressions) + 1), "timestamp": impressions["time"].astype("int64"),
+        "user_id": impressions["user"], "title_id": impressions["item"], "position": impressions["row"],
+        "hour": impressions["hour"], "context": impressions["context_vector"], "arms": impressions["arms"],
+        "arm_features": [[[float(j == k) for j in range(n)] for k in range(n)] for n in n_arms],
+        "chosen": impressions["arm"], "propensity": impressions["propensity"],
+        "reward": [float(p) for p in joined["played"]], "policy": impressions["policy"]}),
+        paths["artwork_log"], context_names=impressions["context_names"].iloc[0])
+    return paths
