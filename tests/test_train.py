@@ -113,11 +113,12 @@ def test_ease_beats_popularity_on_ml100k_in_the_paired_readout(shared_data, tmp_
     dirs = {m: Path(r.stdout.strip().splitlines()[-1]) for m, r in runs.items()}
     ndcg = {m: _metrics(d) for m, d in dirs.items()}
     assert ndcg["ease"]["test/ndcg@10_ci_low"] > ndcg["pop"]["test/ndcg@10_ci_high"]
-    table = compare([str(dirs["pop"]), str(dirs["ease"]), "--out", str(tmp_path / "ab.csv")])
-    row = table.loc["ndcg@10"]
+    report = compare([str(dirs["pop"]), str(dirs["ease"]), "--out", str(tmp_path / "ab")])
+    row = report.pair("A", "B").loc["ndcg@10"]  # B (EASE) against A (MostPopular)
     assert row["diff"] == pytest.approx(ndcg["ease"]["test/ndcg@10"] - ndcg["pop"]["test/ndcg@10"])
     assert row["diff_low"] > 0 and row["p_ttest"] < 0.01 and row["n_users"] == 943
-    assert pd.read_csv(tmp_path / "ab.csv", index_col=0).loc["ndcg@10", "diff"] == pytest.approx(row["diff"])
+    paired = pd.read_csv(tmp_path / "ab" / "paired.csv")
+    assert paired.set_index("metric").loc["ndcg@10", "diff"] == pytest.approx(row["diff"])
 
 
 def test_eval_refuses_a_run_whose_data_changed(shared_data, tmp_path):
