@@ -163,7 +163,7 @@ def prepare(args: argparse.Namespace) -> None:
     stored = pd.read_parquet(histories)
     append({"step": "prepare", "name": name, "command": shown([sys.executable, *sys.argv]),
             "epochs_requested": args.epochs, "train_s": train_s, "export_s": export_s,
-            "commands": [shown(c) for c in (train, export)], "data_dir": None if root is None else str(root),
+            "commands": [shown(c) for c in (train, export)], "data_dir": None if root is None else os.path.relpath(root, REPO),
             "histories": {"path": str(histories.relative_to(REPO)), "members": int(stored["user_id"].nunique()),
                           "events": len(stored)},
             **provenance(started, load_start, bundle)})
