@@ -214,3 +214,13 @@ def suggest_values(trial, space):
     from marquee.sweeps.space import suggest
 
     return suggest(trial, space)
+
+
+def test_a_resumed_study_does_not_replay_its_first_draws(tmp_path):
+    study = _ease_study(tmp_path, n_trials=2)
+    study.optimize()
+    study.spec.n_trials = 4  # resume for two more trials
+    resumed = Study(study.dir, study.spec)
+    resumed.optimize()
+    values = [t.params["model.l2"] for t in resumed.study().trials]
+    assert len(values) == 4 and len(set(values)) == 4  # the same seed from the start would repeat trial 0's draw

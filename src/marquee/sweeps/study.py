@@ -184,6 +184,9 @@ class Study:
     def optimize(self, worker: int = 0, takeover: bool = False) -> optuna.Study:
         """Run trials until the study holds ``n_trials`` (any state, all workers together); failures go on."""
         study = self.study(worker)
+        # a resumed worker must not replay the random draws it made before: seed by the study's size too
+        study.sampler = optuna.samplers.TPESampler(seed=self.spec.sampler_seed + worker + 7919 * len(study.trials),
+                                                   constant_liar=True)
         fail_stale_trials(study, takeover)
         remaining = self.spec.n_trials - len(study.trials)
         if remaining > 0:
