@@ -55,8 +55,12 @@ def study_section(folder: Path) -> list[str]:
                                                                      sorted(counts.items())) + "); "
              f"trial time {duration(trials['duration_s'].sum())} in all.", ""]
     if "optimize" in study:
-        lines += [(f"Wall time of the optimization: {duration(study['optimize']['wall_seconds'])} with "
+        lines += [(f"Wall time of the last optimization run: {duration(study['optimize']['wall_seconds'])} with "
                   f"{study['optimize']['workers']} worker(s)."), ""]
+    params = [c for c in trials.columns if c.startswith("params_")]
+    repeated = trials[trials.duplicated(params, keep=False) & trials["state"].eq("COMPLETE")]
+    if len(repeated):
+        lines += ["Trials drawn with identical parameters: " + ", ".join(map(str, repeated["number"])) + ".", ""]
     name = folder.name
     sweep = load_sweep(folder)
     if not sweep.complete().empty:  # the figures marquee.compare draws for a sweep

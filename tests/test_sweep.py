@@ -224,3 +224,10 @@ def test_a_resumed_study_does_not_replay_its_first_draws(tmp_path):
     resumed.optimize()
     values = [t.params["model.l2"] for t in resumed.study().trials]
     assert len(values) == 4 and len(set(values)) == 4  # the same seed from the start would repeat trial 0's draw
+
+
+def test_a_joining_worker_sets_only_how_it_runs(tmp_path):
+    study = _ease_study(tmp_path)
+    joined = Study(study.dir, runtime=["torch_threads=1", "model.l2=5", "evaluation.device=cpu"])
+    assert joined.runtime == ["torch_threads=1", "evaluation.device=cpu"]  # never what a trial trains
+    assert joined.spec.overrides == study.spec.overrides

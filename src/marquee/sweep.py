@@ -62,7 +62,7 @@ def run(argv: list[str]) -> Path:
     takeover = settings.pop("takeover", False)
     study_dir = settings.pop("study_dir", None)
     if study_dir and Path(study_dir, "study.json").is_file():
-        study = Study(study_dir)  # resume or join: the study's own settings, as first recorded
+        study = Study(study_dir, runtime=overrides)  # resume or join: the study's settings, this worker's threads
     else:
         spec = spec_from_config(overrides, **settings)
         log_dir = compose_train(overrides).paths.log_dir

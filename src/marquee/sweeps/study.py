@@ -37,6 +37,9 @@ from marquee.sweeps.space import as_overrides, check_space, suggest
 log = logging.getLogger(__name__)
 
 STUDY_FILE, JOURNAL, BEST_FILE, TRIALS_CSV = "study.json", "optuna.journal", "best.yaml", "trials.csv"
+# how a worker runs, not what it trains: a resumed or joining worker may set these for itself
+RUNTIME_KEYS = ("torch_threads", "trainer.accelerator", "trainer.devices", "evaluation.device", "evaluation.progress",
+                "evaluation.num_workers", "datamodule.num_workers")
 
 
 @dataclass
@@ -161,8 +164,10 @@ def run_training(overrides: list[str], output_dir: Path, extra_callbacks: dict |
 class Study:
     """A study folder and the work on it: optimize (any number of workers), freeze the winner, re-run it per seed."""
 
-    def __init__(self, directory: str | Path, spec: StudySpec | None = None):
+    def __init__(self, directory: str | Path, spec: StudySpec | None = None, runtime: list[str] | None = None):
+        """``runtime``: overrides of how this worker runs (threads, device), which change no result."""
         self.dir = Path(directory)
+        self.runtime = [o for o in (runtime or []) if o.split("=", 1)[0].lstrip("+~") in RUNTIME_KEYS]
         if spec is None:
             if not (self.dir / STUDY_FILE).is_file():
                 raise ConfigError("study_dir", f"'{self.dir}' holds no {STUDY_FILE}: not a study folder")
@@ -208,7 +213,8 @@ class Study:
                                       "study_name": self.spec.name, "trial_number": trial.number,
                                       "monitor": self.spec.metric, "pruner": self.spec.pruner}}
         # validation only: a trial never evaluates (so can never read) test
-        metrics = run_training([*self.spec.overrides, *as_overrides(params), "stages=[val]"], output_dir, pruning,
+        metrics = run_training([*self.spec.overrides, *self.runtime, *as_overrides(params), "stages=[val]"], output_dir,
+                               pruning,
                                group=self.spec.name, tags=[f"trial_{trial.number}"])
         return validation_value(metrics, self.spec.metric)
 
@@ -253,7 +259,8 @@ class Study:
             if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
                 log.info("seed %d: finished earlier", seed)
                 continue
-            results[seed] = run_training([*frozen["overrides"], f"seed={seed}", "stages=[val,test]"], output_dir,
+            results[seed] = run_training([*frozen["overrides"], *self.runtime, f"seed={seed}", "stages=[val,test]"],
+                                         output_dir,
                                          group=self.spec.name, tags=["best", f"seed_{seed}"])
         return results
 
