@@ -460,6 +460,13 @@ def render() -> None:
     else:
         lines += ["", (f"Before the service started the 1-minute load average was {startup['loadavg_start'][0]} on "
                       f"{cores} CPUs (at most {BUSY_PER_CORE} per CPU): the machine was otherwise quiet.")]
+    shots = [r for r in read() if r["step"] == "screenshot" and (OUT_DIR / r["file"]).is_file()]
+    if shots:
+        shot = shots[-1]
+        lines += ["", "## The home page", "",
+                  (f"`GET /` for member {shot['member']} at {shot['hour']}:00, in headless chromium "
+                   f"(`python scripts/bench_serving.py screenshot --member {shot['member']}`, {shot['finished_at']}); "
+                   f"its rows: {'; '.join(shot['rows'])}."), "", f"![the home page]({shot['file']})"]
     lines += ["", "## Commands", "", "```bash"]
     if prepared:
         lines += [prepared[-1]["command"], "# which ran:", *prepared[-1]["commands"]]
@@ -467,6 +474,47 @@ def render() -> None:
               "python scripts/bench_serving.py --render-only", "```", ""]
     (OUT_DIR / "README.md").write_text("\n".join(lines))
     print(OUT_DIR / "README.md")
+
+
+def screenshot(args: argparse.Namespace) -> None:
+    """Serve the bundle, open ``GET /`` in headless chromium (Debian's, driven by Playwright) for one member,
+    and keep the picture as experiments/serving/home_page.png."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    work = WORK / ("tiny" if args.tiny else "ml100k")
+    bundle, histories = work / "bundle", work / "histories.parquet"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        sys.exit("error: no chromium binary (Debian: apt-get install chromium)")
+    port, started, load_start = free_port(), utc(), os.getloadavg()
+    log_dir = tempfile.mkdtemp(prefix="bench_serving_page_")
+    serve = [sys.executable, "-m", "marquee.serve", f"bundle={bundle.relative_to(REPO)}", f"port={port}",
+             f"histories={histories.relative_to(REPO)}", f"log_dir={log_dir}", "seed=0"]
+    stderr = Path(log_dir) / "stderr.txt"
+    with stderr.open("w") as err:
+        process = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(process, stderr, url, timeout=120)
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.fill("#user", str(args.member))
+            page.click("#show")
+            page.wait_for_selector(f"#page[data-member='{args.member}'][data-ready='1'] section.row")
+            rows = [s.inner_text() for s in page.query_selector_all("section.row h2")]
+            page.screenshot(path=str(OUT_DIR / "home_page.png"), full_page=True)
+            browser.close()
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(log_dir, ignore_errors=True)
+    append({"step": "screenshot", "name": work.name, "member": args.member, "rows": rows, "file": "home_page.png",
+            "hour": 21, **provenance(started, load_start, bundle)})
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -486,6 +534,9 @@ def main() -> None:
     m.add_argument("--warmup", type=int, default=100, help="warm-up requests before each level (default 100)")
     m.add_argument("--log-dir", default=None, help="where the service's fsynced impression log goes (a new folder "
                    "under this; default: the system's temporary folder)")
+    c = steps.add_parser("screenshot", help="the home page of one member in headless chromium, as a PNG")
+    c.add_argument("--tiny", action="store_true")
+    c.add_argument("--member", default="1", help="the member's raw id (default 1)")
     g = steps.add_parser("load", help="the load generator (run by measure in a second process)")
     g.add_argument("--url", required=True)
     g.add_argument("--histories", required=True, help="Parquet whose user_id column names the members to ask for")
@@ -502,6 +553,8 @@ def main() -> None:
         measure(args)
     elif args.step == "load":
         load(args)
+    elif args.step == "screenshot":
+        screenshot(args)
     else:
         parser.print_help()
 

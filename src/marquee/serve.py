@@ -11,6 +11,11 @@ Serve a bundle over HTTP (FastAPI + uvicorn; no torch, no Lightning):
   threads=T            onnxruntime and FAISS threads (default 1)
   artworks=A           artwork variants per title, chosen uniformly (default 4)
   seed=S               seed of the artwork choice (default: unseeded)
+  variant_b=BUNDLE     A/B test: bundle= serves variant "A", this bundle variant "B"; members are bucketed by a
+                       salted SHA-256 of user_id (else the request's member_key, else its history), the same
+                       member always in the same variant; every response and impression names its variant
+  split=F              the share of members in variant B, 0..1 (default 0.5; only with variant_b)
+  salt=S               the bucketing salt (default marquee-ab-v1; a new salt reshuffles members)
 
 Endpoints: GET /health, POST /recommend, POST /events; the OpenAPI schema at /openapi.json, docs at /docs.
 A bad bundle or argument ends with one ``error:`` line and exit status 2.
@@ -21,7 +26,7 @@ from __future__ import annotations
 import sys
 
 KEYS = {"bundle": str, "port": int, "host": str, "log_dir": str, "histories": str, "threads": int, "artworks": int,
-        "seed": int}
+        "seed": int, "variant_b": str, "split": float, "salt": str}
 REQUIRED = ("bundle", "port")
 
 
@@ -36,16 +41,21 @@ def parse(argv: list[str]) -> dict[str, object]:
         key, eq, value = arg.partition("=")
         if not eq or key not in KEYS:
             raise ArgumentError(f"unknown argument '{arg}'; give {', '.join(f'{k}=...' for k in KEYS)}")
-        if KEYS[key] is int:
+        if KEYS[key] in (int, float):
             try:
-                settings[key] = int(value)
+                settings[key] = KEYS[key](value)
             except ValueError:
-                raise ArgumentError(f"{key}: expected an integer, got {value!r}") from None
+                kind = "an integer" if KEYS[key] is int else "a number"
+                raise ArgumentError(f"{key}: expected {kind}, got {value!r}") from None
         else:
             settings[key] = value
     for key in REQUIRED:
         if key not in settings:
             raise ArgumentError(f"{key}: required, and not given (add {key}=...)")
+    if ("split" in settings or "salt" in settings) and "variant_b" not in settings:
+        raise ArgumentError("split/salt: only with an A/B test (add variant_b=BUNDLE)")
+    if not 0.0 <= float(settings.get("split", 0.5)) <= 1.0:
+        raise ArgumentError(f"split: the share of members in variant B must be within [0, 1], got {settings['split']}")
     return settings
 
 
@@ -62,7 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = parse(argv)
         app = create_app(settings["bundle"], settings.get("log_dir", "logs/serving"), settings.get("histories"),
                          threads=settings.get("threads", 1), artworks=settings.get("artworks", 4),
-                         seed=settings.get("seed"))
+                         seed=settings.get("seed"), variant_b=settings.get("variant_b"),
+                         split=float(settings.get("split", 0.5)), **({"salt": settings["salt"]} if "salt" in settings
+                                                                     else {}))
     except (ValueError, OSError) as error:  # ArgumentError, BundleError, HistoryError are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException
 
 from marquee.export.bundle import load_bundle
 from marquee.export.manifest import MANIFEST
+from marquee.serving import page
+from marquee.serving.ab import DEFAULT_SALT, bucket, member_key
 from marquee.serving.artwork import ArtworkChooser
 from marquee.serving.histories import History, HistoryStore, inline_history
 from marquee.serving.impressions import ImpressionLog, new_id
@@ -34,6 +36,7 @@ from marquee.serving.schemas import (
     RecommendResponse,
     Row,
     Title,
+    VariantInfo,
 )
 
 ERRORS = {400: {"model": ErrorBody, "description": "malformed JSON"},
@@ -64,13 +67,15 @@ class Service:
     """What the app holds: the bundle, its pipeline, the history store and the impression log."""
 
     def __init__(self, bundle_path: str | Path, log_dir: str | Path, histories: str | Path | None = None,
-                 threads: int = 1, artworks: int = 4, seed: int | None = None):
+                 threads: int = 1, artworks: int = 4, seed: int | None = None, log: ImpressionLog | None = None,
+                 variant: str | None = None):
+        self.variant = variant  # "A" or "B" when this bundle is one arm of an A/B test (None: no test)
         self.bundle = load_bundle(bundle_path, threads=threads)
         self.bundle_id = hashlib.sha256((self.bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
         self.artwork = ArtworkChooser(artworks, seed, bundle_policy=self.bundle.policy is not None)
         self.pipeline = Pipeline(self.bundle, self.artwork)
         self.store = HistoryStore.load(histories, self.bundle) if histories else None
-        self.log = ImpressionLog(log_dir)
+        self.log = log if log is not None else ImpressionLog(log_dir)
         self.started = time.monotonic()
         self.devices = list(self.bundle.features.get("devices", []))
         self.users = {str(r): i + 1 for i, r in enumerate(self.bundle.users.raw_ids)}
@@ -106,7 +111,8 @@ class Service:
             raise ClientError(404, f"user_id: no history for user '{request.user_id}' in the history store; send history")
         return found, user
 
-    def recommend(self, request: RecommendRequest, timings: Timings) -> RecommendResponse:
+    def recommend(self, request: RecommendRequest, timings: Timings, member: str | None = None) -> RecommendResponse:
+        member = member_key(request.user_id, request.member_key, request.history) if member is None else member
         n_items = self.bundle.n_items
         if request.k > n_items:
             raise ClientError(422, f"k: {request.k} is more than the catalog's {n_items} titles")
@@ -141,7 +147,7 @@ class Service:
                     "row": row_index, "row_title": row.title, "item_id": item_raw, "item": s.item,
                     "score": s.score, "candidates": shown_ids, "arms": self.artwork.arms(s.item),
                     "artwork": s.artwork, "arm": s.arm, "propensity": s.propensity, "policy": self.artwork.name,
-                    "bundle_id": self.bundle_id})
+                    "bundle_id": self.bundle_id, "variant": self.variant, "member": member})
                 titles.append(Title(item_id=item_raw, title=catalog.titles[s.item],
                                     genres=sorted(catalog.genres[s.item]), score=s.score, artwork=s.artwork,
                                     propensity=s.propensity, impression_id=impression))
@@ -149,7 +155,8 @@ class Service:
         with timings.stage("log"):
             if records:
                 self.log.impressions(records)
-        return RecommendResponse(request_id=request_id, bundle_id=self.bundle_id, policy=self.artwork.name, rows=rows)
+        return RecommendResponse(request_id=request_id, bundle_id=self.bundle_id, policy=self.artwork.name, rows=rows,
+                                 variant=self.variant)
 
     def event(self, request: EventRequest) -> EventResponse:
         record = {"event_id": new_id(), "impression_id": request.impression_id, "event": request.event,
@@ -168,18 +175,78 @@ class Service:
                       impressions=len(self.log.known), uptime_s=round(time.monotonic() - self.started, 3))
 
 
+class ABService:
+    """Two bundles side by side: each member is bucketed into "A" or "B" by a salted hash of its member key
+    (:func:`marquee.serving.ab.bucket`), so the same member gets the same variant on every request and after
+    every restart; both variants append to one log, each impression naming its ``variant`` and ``bundle_id``."""
+
+    def __init__(self, bundle_a: str | Path, bundle_b: str | Path, log_dir: str | Path, histories: str | Path | None = None,
+                 threads: int = 1, artworks: int = 4, seed: int | None = None, split: float = 0.5,
+                 salt: str = DEFAULT_SALT):
+        if not 0.0 <= split <= 1.0:
+            raise ValueError(f"split: the share of members in variant B must be within [0, 1], got {split}")
+        self.split, self.salt = float(split), str(salt)
+        self.log = ImpressionLog(log_dir)
+        self.variants = {v: Service(path, log_dir, histories, threads, artworks,
+                                    None if seed is None else seed + i, log=self.log, variant=v)
+                         for i, (v, path) in enumerate((("A", bundle_a), ("B", bundle_b)))}
+        self.started = time.monotonic()
+
+    @property
+    def a(self) -> Service:
+        return self.variants["A"]
+
+    def __getattr__(self, name: str) -> Any:
+        """What a single-bundle :class:`Service` holds (``bundle``, ``users``, ``store``, ...) is variant A's."""
+        variants = self.__dict__.get("variants")
+        if variants is None:
+            raise AttributeError(name)
+        return getattr(variants["A"], name)
+
+    def assign(self, key: str) -> str:
+        return bucket(key, self.split, self.salt)
+
+    def recommend(self, request: RecommendRequest, timings: Timings) -> RecommendResponse:
+        key = member_key(request.user_id, request.member_key, request.history)
+        if key is None:  # neither a member nor a history: let the A service name what is missing
+            return self.a.recommend(request, timings)
+        return self.variants[self.assign(key)].recommend(request, timings, member=key)
+
+    def event(self, request: EventRequest) -> EventResponse:
+        return self.a.event(request)  # one shared log knows every variant's impressions
+
+    def health(self) -> Health:
+        health = self.a.health()
+        health.variants = [VariantInfo(variant=v, bundle_id=s.bundle_id, share=self.split if v == "B" else 1 - self.split,
+                                       system=s.bundle.system["kind"], items=s.bundle.n_items, policy=s.artwork.name)
+                           for v, s in self.variants.items()]
+        health.split = self.split
+        health.uptime_s = round(time.monotonic() - self.started, 3)
+        return health
+
+
 def _plain(value: Any) -> Any:
     """A raw id as JSON writes it (NumPy scalars to Python)."""
     return value.item() if isinstance(value, np.generic) else value
 
 
 def create_app(bundle_path: str | Path, log_dir: str | Path, histories: str | Path | None = None, threads: int = 1,
-               artworks: int = 4, seed: int | None = None) -> FastAPI:
+               artworks: int = 4, seed: int | None = None, variant_b: str | Path | None = None, split: float = 0.5,
+               salt: str = DEFAULT_SALT) -> FastAPI:
     """The service over ``bundle_path`` (checked and loaded now: a bad bundle raises BundleError here), logging
-    impressions and events under ``log_dir``; ``histories`` is the optional history store (a Parquet file)."""
-    service = Service(bundle_path, log_dir, histories, threads, artworks, seed)
-    app = FastAPI(title="marquee", summary="home-page rows and artwork from a marquee bundle",
-                  version=str(service.bundle.manifest["format"]))
+    impressions and events under ``log_dir``; ``histories`` is the optional history store (a Parquet file).
+
+    With ``variant_b`` it is an A/B test: ``bundle_path`` serves variant "A", ``variant_b`` variant "B", a share
+    ``split`` of members (bucketed by a hash of their key with ``salt``) get B."""
+    service: Service | ABService
+    if variant_b is None:
+        service = Service(bundle_path, log_dir, histories, threads, artworks, seed)
+        version = service.bundle.manifest["format"]
+    else:
+        service = ABService(bundle_path, variant_b, log_dir, histories, threads, artworks, seed, split, salt)
+        version = service.a.bundle.manifest["format"]
+    app = FastAPI(title="marquee", summary="home-page rows and artwork from a marquee bundle", version=str(version))
+    app.include_router(page.router)  # GET /: the page a person looks at, drawn from /health and /recommend
     app.state.service = service
 
     @app.exception_handler(ClientError)

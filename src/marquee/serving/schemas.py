@@ -28,6 +28,10 @@ class RecommendRequest(BaseModel):
     user_id: RawId | None = None
     history: Annotated[list[RawId], Field(max_length=MAX_HISTORY)] | None = Field(
         None, description="raw item ids, oldest first; overrides the stored history of user_id")
+    member_key: StrictStr | None = Field(
+        None, min_length=1, max_length=128,
+        description="a stable key of an anonymous member (a cookie, a device id) for A/B bucketing; user_id wins "
+                    "when both are given, and a history request without either is bucketed by its history")
     context: Context = Field(default_factory=Context)
     k: Annotated[StrictInt, Field(ge=1, description="titles per row, at most the catalog's size")] = 10
     rows: Annotated[StrictInt, Field(ge=1, le=MAX_ROWS)] = 3
@@ -55,6 +59,7 @@ class RecommendResponse(BaseModel):
     bundle_id: str
     policy: str
     rows: list[Row]
+    variant: str | None = Field(None, description='"A" or "B" under an A/B test, else null')
 
 
 class EventRequest(BaseModel):
@@ -84,6 +89,15 @@ class ErrorBody(BaseModel):
     detail: list[ErrorDetail] | None = None
 
 
+class VariantInfo(BaseModel):
+    variant: str
+    bundle_id: str
+    share: float
+    system: str
+    items: int
+    policy: str
+
+
 class Health(BaseModel):
     status: str
     bundle_id: str
@@ -96,3 +110,5 @@ class Health(BaseModel):
     histories: int
     impressions: int
     uptime_s: float
+    variants: list[VariantInfo] = Field(default_factory=list, description="both arms under an A/B test, else empty")
+    split: float | None = Field(None, description="the share of members served variant B (null: no A/B test)")
