@@ -460,6 +460,7 @@ def render() -> None:
     else:
         lines += ["", (f"Before the service started the 1-minute load average was {startup['loadavg_start'][0]} on "
                       f"{cores} CPUs (at most {BUSY_PER_CORE} per CPU): the machine was otherwise quiet.")]
+    lines += diversity_section()
     shots = [r for r in read() if r["step"] == "screenshot" and (OUT_DIR / r["file"]).is_file()]
     if shots:
         shot = shots[-1]
@@ -474,6 +475,25 @@ def render() -> None:
               "python scripts/bench_serving.py --render-only", "```", ""]
     (OUT_DIR / "README.md").write_text("\n".join(lines))
     print(OUT_DIR / "README.md")
+
+
+def diversity_section() -> list[str]:
+    """The MMR table of scripts/bench_diversity.py, from its rows (the latest run of it)."""
+    path = OUT_DIR / "diversity.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["started_at"] == rows[-1]["started_at"]]
+    k, first = rows[0]["k"], rows[0]
+    lines = ["", "## Diversity, offline", "",
+             (f"The service's MMR re-ranking over genres (`marquee.serving.pipeline.mmr`) applied to {first['model']}'s "
+              f"top {first['candidates']} for each of the {first['users']} {first['data']} test members (seen titles "
+              f"masked, the evaluator's rows and scores), the first {k} scored with the evaluator's metric functions "
+              f"(`python scripts/bench_diversity.py`, {first['finished_at']}, commit {str(first['git_commit'])[:10]}):"),
+             "", f"| MMR weight | NDCG@{k} | Recall@{k} | intra-list diversity@{k} | coverage@{k} |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['weight']} | {r[f'ndcg@{k}']:.4f} | {r[f'recall@{k}']:.4f} | {r[f'diversity@{k}']:.4f} | "
+              f"{r[f'coverage@{k}']:.4f} |" for r in rows]
+    return lines
 
 
 def screenshot(args: argparse.Namespace) -> None:
