@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from marquee.compare import main as compare
 from marquee.serving.ab import ab_readout
 from marquee.serving.impressions import EVENTS, IMPRESSIONS, compact, read_lines
 from tests.test_serving import N_HISTORIES, _free_port, bundle, bundle_dir, histories, run_dir  # noqa: F401
@@ -76,6 +77,7 @@ def test_train_export_serve_log_kill_restart_and_the_bandit_and_ab_readout_read_
     assert set(arms) == {"A", "B"} and sum(a.impressions for a in arms.values()) == len(impressions)
     assert sum(a.plays for a in arms.values()) == len({e["impression_id"] for e in events})
     assert arms["B"].play_rate > arms["A"].play_rate  # the planted difference: B's members play far more often
+    assert compare([str(log_dir)]).table() == readout.table()  # python -m marquee.compare LOG_DIR: the same readout
 
     paths = compact(log_dir, tmp_path / "compacted")
     joined = pd.read_parquet(paths["joined"])

@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m marquee.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", type=Path, nargs="+", metavar="PATH",
-                        help="run directories, folders of runs (multiruns, seeds) or marquee.sweep folders")
+                        help="run directories, folders of runs (multiruns, seeds) or marquee.sweep folders; or one "
+                             "marquee.serve log folder, for the A/B readout of the variants it served")
     parser.add_argument("--stage", help="evaluated stage to compare (default: test; val with --trials)")
     parser.add_argument("--metric", default="ndcg@10", help="metric the groups are ranked by (default: ndcg@10)")
     parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS,
@@ -55,9 +56,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def service_readout(paths: list[Path]):
+    """The A/B readout of a service's impression log, when the one PATH is a ``marquee.serve`` log folder."""
+    from marquee.serving.ab import ab_readout
+    from marquee.serving.impressions import IMPRESSIONS
+
+    if len(paths) == 1 and (paths[0] / IMPRESSIONS).is_file():
+        return ab_readout(paths[0])
+    return None
+
+
 def main(argv: list[str] | None = None) -> Report:
     args = _parser().parse_args(argv)
     try:
+        readout = service_readout(args.paths)  # an A/B test served live: play rates per variant, not offline runs
+        if readout is not None:
+            print(readout.table())
+            return readout
         if args.trials and args.stage not in (None, "val"):
             raise ValueError(f"--trials compares on the val stage (a sweep's trials have no {args.stage} metrics)")
         if args.out is not None and (args.out.suffix == ".csv" or args.out.is_file()):
