@@ -115,7 +115,7 @@ def workers_section() -> list[str]:
 def render(out: Path = OUT) -> Path:
     lines = ["# Hyperparameter studies", "",
              ("Written by `python scripts/render_sweeps.py` from the files in this folder; the studies run with "
-             "`python scripts/bench_sweeps.py study sasrec` (and `two_tower`), the default configs' seeds with "
+             "`python scripts/bench_sweeps.py study sasrec --workers 2 --threads 1` (and `two_tower`), the default configs' seeds with "
              "`python scripts/bench_sweeps.py default sasrec`. Protocol: trials are chosen on validation only "
              "(they never evaluate test); the winner is frozen to `best.yaml`, then it and the default config "
              "run with seeds 0-4 and only those runs read test."), ""]
