@@ -57,6 +57,13 @@ def study_section(folder: Path) -> list[str]:
     if "optimize" in study:
         lines += [(f"Wall time of the last optimization run: {duration(study['optimize']['wall_seconds'])} with "
                   f"{study['optimize']['workers']} worker(s)."), ""]
+    budget = training_budget(study["overrides"])
+    cap = int(budget.split(" at most ")[1].split(" epochs")[0]) if " at most " in budget else None
+    if cap and "validations" in trials:
+        done = trials[trials["state"] == "COMPLETE"]
+        capped = int((done["validations"] >= cap).sum())
+        lines += [(f"{capped} of {len(done)} completed trials ran to the {cap}-epoch cap without stopping early "
+                   "(validation still improving within the patience)."), ""]
     params = [c for c in trials.columns if c.startswith("params_")]
     repeated = trials[trials.duplicated(params, keep=False) & trials["state"].eq("COMPLETE")]
     if len(repeated):

@@ -225,6 +225,7 @@ class Study:
             duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
             duration = t.user_attrs.get("duration_s", duration)  # a trial carried over from another journal
             rows.append({"number": t.number, "state": t.state.name, "value": t.value, "duration_s": duration,
+                         "validations": len(t.intermediate_values),  # epochs a Lightning trial reported
                          **{f"params_{k}": v for k, v in t.params.items()}, "run_dir": self._relative(t.user_attrs.get("run_dir"))})
         import pandas as pd
 
