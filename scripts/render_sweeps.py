@@ -31,14 +31,15 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.0f} min"
 
 
-def training_budget(overrides: list[str]) -> str:
-    """Epoch cap and early-stopping patience of the study's trials, as its committed configs compose them."""
+def training_budget(overrides: list[str]) -> tuple[str, int]:
+    """Epoch cap and early-stopping patience of the study's trials, as its committed configs compose them:
+    the sentence, and the cap."""
     from marquee.sweeps.study import compose_train
 
     cfg = compose_train([*overrides, "paths.output_dir=unused"])
     stopping = (cfg.get("callbacks") or {}).get("early_stopping")
     patience = f"early stopping on {stopping.monitor}, patience {stopping.patience}" if stopping else "no early stopping"
-    return f"each trial at most {cfg.trainer.max_epochs} epochs, {patience}"
+    return f"each trial at most {cfg.trainer.max_epochs} epochs, {patience}", int(cfg.trainer.max_epochs)
 
 
 def study_section(folder: Path) -> list[str]:
@@ -46,20 +47,19 @@ def study_section(folder: Path) -> list[str]:
     trials = load_sweep(folder).trials
     n_trials = study["spec"]["n_trials"]
     counts = trials["state"].value_counts().to_dict()
+    budget, cap = training_budget(study["overrides"])
     lines = [f"## {study['study_name']}", "",
              (f"Search space (`configs/hparams_search/{study['study_name']}.yaml`), TPE seeded "
              f"{study['spec']['sampler_seed']}, median pruning {study['spec']['pruner']}, objective "
              f"`{study['metric']}` ({study['direction']}). Shared overrides: `{' '.join(study['overrides'])}`; "
-             f"{training_budget(study['overrides'])}."), "",
+             f"{budget}."), "",
              f"Trials so far: {len(trials)} of {n_trials} (" + ", ".join(f"{v} {k.lower()}" for k, v in
                                                                      sorted(counts.items())) + "); "
              f"trial time {duration(trials['duration_s'].sum())} in all.", ""]
     if "optimize" in study:
         lines += [(f"Wall time of the last optimization run: {duration(study['optimize']['wall_seconds'])} with "
                   f"{study['optimize']['workers']} worker(s)."), ""]
-    budget = training_budget(study["overrides"])
-    cap = int(budget.split(" at most ")[1].split(" epochs")[0]) if " at most " in budget else None
-    if cap and "validations" in trials:
+    if "validations" in trials:
         done = trials[trials["state"] == "COMPLETE"]
         capped = int((done["validations"] >= cap).sum())
         lines += [(f"{capped} of {len(done)} completed trials ran to the {cap}-epoch cap without stopping early "

@@ -272,9 +272,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(bundle_dir: Path, log_dir: Path, port: int) -> subprocess.Popen:
+def _start(bundle_dir: Path, log_dir: Path, port: int, *extra: str) -> subprocess.Popen:
+    """``python -m marquee.serve`` in its own process group (``extra``: more key=value arguments), once healthy."""
     process = subprocess.Popen([sys.executable, "-m", "marquee.serve", f"bundle={bundle_dir}", f"port={port}",
-                                f"log_dir={log_dir}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                f"log_dir={log_dir}", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,23 +18,13 @@ import pytest
 from marquee.compare import main as compare
 from marquee.serving.ab import ab_readout
 from marquee.serving.impressions import EVENTS, IMPRESSIONS, compact, read_lines
-from tests.test_serving import N_HISTORIES, _free_port, bundle, bundle_dir, histories, run_dir  # noqa: F401
+from tests.test_serving import N_HISTORIES, _free_port, _start, bundle, bundle_dir, histories, run_dir  # noqa: F401
 from tests.test_serving_ab import bundle_b  # noqa: F401
 
 
 def _serve(bundle_a: Path, bundle_other: Path, history_file: Path, log_dir: Path, port: int) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "marquee.serve", f"bundle={bundle_a}", f"variant_b={bundle_other}",
-                                "split=0.5", f"port={port}", f"log_dir={log_dir}", f"histories={history_file}", "seed=0"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            assert process.poll() is None, "the service died while starting"
-            time.sleep(0.2)
-    raise AssertionError("the service did not start")
+    return _start(bundle_a, log_dir, port, f"variant_b={bundle_other}", "split=0.5", f"histories={history_file}",
+                  "seed=0")
 
 
 def _visit(url: str, members: range, rng: np.random.Generator, play_b: float, play_a: float) -> tuple[int, int]:

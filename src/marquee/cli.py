@@ -107,7 +107,7 @@ def entry_point(config_name: str) -> Callable[[Callable[..., Any]], Callable[[],
             try:
                 return task(cfg)
             except Exception as error:
-                _exit_if_user_error(error, config_name)
+                exit_if_user_error(error, config_name)
                 raise
 
         hydra_task = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(guarded)
@@ -118,7 +118,7 @@ def entry_point(config_name: str) -> Callable[[Callable[..., Any]], Callable[[],
             try:
                 return hydra_task()
             except Exception as error:
-                _exit_if_user_error(error, config_name)
+                exit_if_user_error(error, config_name)
                 raise
 
         return main
@@ -126,7 +126,7 @@ def entry_point(config_name: str) -> Callable[[Callable[..., Any]], Callable[[],
     return wrap
 
 
-def _exit_if_user_error(error: Exception, config_name: str) -> None:
+def exit_if_user_error(error: Exception, config_name: str) -> None:
     """Print ``error: <one line>`` and exit 2 when ``error`` is a user's mistake (unless ``MARQUEE_DEBUG`` is set)."""
     message = user_message(error, config_name)
     if message is None or os.environ.get("MARQUEE_DEBUG", "") not in ("", "0"):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from marquee.cli import user_message
+from marquee.cli import exit_if_user_error
 from marquee.config_dir import unique_dir
 from marquee.errors import ConfigError
 from marquee.sweeps.study import Study, compose_train, fail_stale_trials, spec_from_config
@@ -99,11 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(argv)
     except Exception as error:
-        message = user_message(error, "train")
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        exit_if_user_error(error, "train")  # one line and exit 2 for a user's mistake; a bug raises on
+        raise
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from marquee.cli import user_message
+from marquee.cli import exit_if_user_error
 from marquee.errors import ConfigError
 
 KEYS = {"run_dir": str, "out": str, "policy": str, "seed": int}
@@ -66,11 +66,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     try:
         out = run(argv)
     except Exception as error:
-        message = user_message(error, "train")
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        exit_if_user_error(error, "train")  # one line and exit 2 for a user's mistake; a bug raises on
+        raise
     print(out)
     return out
 
