@@ -210,3 +210,22 @@ def test_a_gradient_step_on_a_not_positive_target_lowers_its_score(name):
     for row, target in enumerate([3, 5, 1, 8]):
         assert score_change(row, target, positive=False) < 0
         assert score_change(row, target, positive=True) > 0  # the same event as a positive pushes the other way
+
+
+def test_full_softmax_in_row_chunks_equals_one_block_with_gradients(monkeypatch):
+    """The chunked loss (a chunk here holds 2 rows of 6 logits) gives the same loss and gradients as one block."""
+    from marquee.models import sequence_losses
+
+    items = _table(5, 3).requires_grad_()
+    states = torch.randn(7, 3, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    targets, positive = torch.tensor([1, 2, 5, 3, 4, 4, 1]), torch.tensor([True, False, True, True, False, True, True])
+    loss = NextItemLoss("ce", n_items=5)
+    grads = []
+    for elements in (10**6, 12):  # one block, then chunks of 2 rows (the last has 1)
+        monkeypatch.setattr(sequence_losses, "CHUNK_ELEMENTS", elements)
+        value = loss(states, targets, items, positive=positive)
+        grads.append((value.detach(), *torch.autograd.grad(value, (states, items))))
+    for one_block, chunked in zip(*grads):
+        assert torch.allclose(one_block, chunked, atol=1e-6)
+    # and the unlikelihood rows really counted: all-positive gives another loss
+    assert not torch.allclose(loss(states, targets, items).detach(), grads[0][0])

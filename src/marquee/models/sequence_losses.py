@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from marquee.models import sampled_softmax as core
 
 LOSSES = ("ce", "sampled_softmax", "bce", "gbce")
+CHUNK_ELEMENTS = 4 * 2**20  # logits per chunk of the full softmax: 16 MB of float32
 
 
 class NextItemLoss:
@@ -70,15 +71,31 @@ class NextItemLoss:
 
     def _full_softmax(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor,
                       positive: torch.Tensor | None) -> torch.Tensor:
-        """(N,) cross-entropy over the whole catalog, padding excluded; unlikelihood at not-positive positions."""
-        logits = states @ items.T  # (N, n_items + 1)
+        """(N,) cross-entropy over the whole catalog, padding excluded; unlikelihood at not-positive positions.
+
+        Computed in row chunks whose logits stay under glibc's largest mmap threshold (32 MB): a
+        larger block is mapped and unmapped at every step, and the page faults of re-zeroing it
+        took half the loss's time on CPU. The unlikelihood term is computed only if some position
+        is not positive (it would cost two more catalog-wide logsumexps for nothing).
+        """
+        if positive is not None and bool(positive.all()):
+            positive = None
+        rows = max(1, CHUNK_ELEMENTS // len(items))
+        return torch.cat([self._full_softmax_chunk(states[a : a + rows], targets[a : a + rows], items,
+                                                   None if positive is None else positive[a : a + rows])
+                          for a in range(0, len(targets), rows)]) if len(targets) else states.sum(-1)
+
+    @staticmethod
+    def _full_softmax_chunk(states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor,
+                            positive: torch.Tensor | None) -> torch.Tensor:
+        logits = states @ items.T  # (n, n_items + 1)
         logits[:, 0] = float("-inf")
-        terms = F.cross_entropy(logits, targets, reduction="none")  # (N,)
+        terms = F.cross_entropy(logits, targets, reduction="none")  # (n,)
         if positive is None:
             return terms
         # -log(1 - p) = logsumexp(all) - logsumexp(all but the target): no 1 - p to round to 0
-        others = logits.scatter(1, targets[:, None], float("-inf"))  # (N, n_items + 1)
-        not_wanted = torch.logsumexp(logits, 1) - torch.logsumexp(others, 1)  # (N,)
+        others = logits.scatter(1, targets[:, None], float("-inf"))  # (n, n_items + 1)
+        not_wanted = torch.logsumexp(logits, 1) - torch.logsumexp(others, 1)  # (n,)
         if len(items) < 3:  # a one-item catalog: p is 1 whatever the scores, nothing to learn
             not_wanted = torch.zeros_like(terms)
         return torch.where(positive, terms, not_wanted)
