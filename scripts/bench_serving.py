@@ -485,14 +485,23 @@ def diversity_section() -> list[str]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["started_at"] == rows[-1]["started_at"]]
     k, first = rows[0]["k"], rows[0]
+    if first.get("via") == "evaluation.rerank":
+        how = (f"The evaluator's MMR re-ranking over genres (`evaluation.rerank`, which runs `marquee.diversity.mmr`, "
+               f"the service's function) applied to {first['model']}'s top {first['candidates']} for each of the "
+               f"{first['users']} {first['data']} test members (seen titles masked), every metric read off the "
+               f"re-ranked first {k}")
+    else:
+        how = (f"The service's MMR re-ranking over genres (`marquee.serving.pipeline.mmr`) applied to {first['model']}'s "
+               f"top {first['candidates']} for each of the {first['users']} {first['data']} test members (seen titles "
+               f"masked, the evaluator's rows and scores), the first {k} scored with the evaluator's metric functions")
+    ci = all(f"ndcg@{k}_ci" in r for r in rows)
     lines = ["", "## Diversity, offline", "",
-             (f"The service's MMR re-ranking over genres (`marquee.serving.pipeline.mmr`) applied to {first['model']}'s "
-              f"top {first['candidates']} for each of the {first['users']} {first['data']} test members (seen titles "
-              f"masked, the evaluator's rows and scores), the first {k} scored with the evaluator's metric functions "
-              f"(`python scripts/bench_diversity.py`, {first['finished_at']}, commit {str(first['git_commit'])[:10]}):"),
-             "", f"| MMR weight | NDCG@{k} | Recall@{k} | intra-list diversity@{k} | coverage@{k} |", "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['weight']} | {r[f'ndcg@{k}']:.4f} | {r[f'recall@{k}']:.4f} | {r[f'diversity@{k}']:.4f} | "
-              f"{r[f'coverage@{k}']:.4f} |" for r in rows]
+             f"{how} (`python scripts/bench_diversity.py`, {first['finished_at']}, commit {str(first['git_commit'])[:10]}):",
+             "", f"| MMR weight | NDCG@{k} |{' 95% CI (over users) |' if ci else ''} Recall@{k} | intra-list diversity@{k} | coverage@{k} |",
+             "|---:|---:|" + ("---:|" if ci else "") + "---:|---:|---:|"]
+    lines += [f"| {r['weight']} | {r[f'ndcg@{k}']:.4f} |"
+              + (f" [{r[f'ndcg@{k}_ci'][0]:.4f}, {r[f'ndcg@{k}_ci'][1]:.4f}] |" if ci else "")
+              + f" {r[f'recall@{k}']:.4f} | {r[f'diversity@{k}']:.4f} | {r[f'coverage@{k}']:.4f} |" for r in rows]
     return lines
 
 

@@ -54,6 +54,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             return {}
         catalog = Catalog.from_split(split)
         check_ks(evaluator.ks, catalog.n_items)
+        evaluator.check_catalog(catalog)
         system, fitted = fit_pipeline(cfg, split, catalog, evaluator, output_dir)
         metrics = dict(fitted.metrics)
         metrics.update(evaluator.evaluate_stages(system, evaluator.data(split, system.max_len), stages, output_dir))

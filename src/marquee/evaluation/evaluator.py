@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from marquee.data.atomic import update_json, write_parquet
+from marquee.data.catalog import Catalog
 from marquee.data.evaluation_data import HISTORIES, EvaluationData
 from marquee.data.splits import Split
 from marquee.errors import ConfigError
@@ -19,6 +20,7 @@ from marquee.evaluation import beyond_accuracy as ba
 from marquee.evaluation.metrics import accuracy_metrics
 from marquee.evaluation.ranked import RankedUsers
 from marquee.evaluation.ranking import RankingAccumulator, rank_users
+from marquee.evaluation.rerank import Rerank
 from marquee.evaluation.sampled import NegativeSampler
 from marquee.evaluation.slices import activity_buckets, metadata_labels, popularity_buckets
 from marquee.evaluation.statistics import bootstrap_cis
@@ -66,6 +68,8 @@ class Evaluator:
     the full ones, with a warning. ``user_meta_slices`` names user metadata columns to slice by.
     ``batch_size`` users are ranked at a time on ``device`` (``auto``: the GPU when there is one);
     ``history`` is what a model reads (see :class:`~marquee.data.evaluation_data.EvaluationData`).
+    ``rerank`` (e.g. ``{name: mmr, weight: 0.5, pool: 50}``) re-ranks each user's top ``pool`` for
+    genre variety before every metric (see :mod:`~marquee.evaluation.rerank`); weight 0 or null: off.
     """
 
     ks: list[int] = field(default_factory=lambda: [10, 20, 50])
@@ -81,6 +85,7 @@ class Evaluator:
     history: str = "visible"
     device: str = "auto"
     num_workers: int = 0
+    rerank: dict | None = None
 
     def __post_init__(self) -> None:
         if self.history not in HISTORIES:
@@ -94,6 +99,10 @@ class Evaluator:
         if self.batch_size < 1:
             raise ConfigError("evaluation.batch_size", f"a positive integer, got {self.batch_size}")
         self.ks = sorted(int(k) for k in self.ks)
+        self.reranker = Rerank.from_config(self.rerank, self.ks)
+        if self.reranker is not None and self.sampled:
+            raise ConfigError("evaluation.rerank", "sampled-negative metrics cannot be re-ranked; "
+                              "set evaluation.sampled=null or evaluation.rerank=null")
 
     def data(self, split: Split, max_len: int | None) -> EvaluationData:
         """The evaluation rows of ``split`` for a model that reads ``max_len`` history items."""
@@ -106,7 +115,13 @@ class Evaluator:
 
     def accumulator(self, data: EvaluationData, stage: str) -> RankingAccumulator:
         """The ranking accumulator of ``stage``: validation during training feeds the same one."""
-        return RankingAccumulator(data.seen(stage) if self.seen == "mask" else None, max(self.ks), self.item_chunk)
+        return RankingAccumulator(data.seen(stage) if self.seen == "mask" else None, max(self.ks), self.item_chunk,
+                                  rerank=self.reranker)
+
+    def check_catalog(self, catalog: Catalog) -> None:
+        """Refuse, before any training or ranking, a re-ranking the catalog cannot support (no genres)."""
+        if self.reranker is not None:
+            self.reranker.genres(catalog)
 
     def accuracy(self, ranked: RankedUsers) -> dict[str, float]:
         """Mean accuracy metrics (``ndcg@10`` ...) of a ranking pass: what validation logs."""
@@ -139,6 +154,7 @@ class Evaluator:
         if missing:  # checked before ranking, not after it
             raise ValueError(f"evaluation.user_meta_slices: no user metadata column(s) {missing}; "
                              f"have {list(split.log.user_meta.columns)}")
+        self.check_catalog(model.catalog)
         seen = data.seen(stage)
         sampler = None
         if self.sampled:
@@ -147,7 +163,7 @@ class Evaluator:
         model.to(device)
         started = time.perf_counter()
         ranked = rank_users(model, data.eval_dataloader(stage), seen if self.seen == "mask" else None,
-                            max(self.ks), self.item_chunk, device, sampler, self.progress)
+                            max(self.ks), self.item_chunk, device, sampler, self.progress, self.reranker)
         accuracy = accuracy_metrics(ranked.ranks, self.ks)
         rank_seconds = time.perf_counter() - started  # ranking + accuracy metrics: what other frameworks time
         per_user = self._per_user(ranked, accuracy, split, seen)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from marquee.data.seen import SeenItems
 from marquee.evaluation.ranked import RankedUsers, gather_ranked
+from marquee.evaluation.rerank import Rerank
 from marquee.models.base import Recommender
 
 NEG_INF = float("-inf")
@@ -111,12 +112,12 @@ def catalog_scores(model: Recommender, batch: dict[str, torch.Tensor], seen: See
     return scores
 
 
-def check_finite_top(top_scores: torch.Tensor, k_max: int) -> None:
+def check_finite_top(top_scores: torch.Tensor, k_max: int, what: str = "the largest k") -> None:
     """Refuse NaN scores (topk puts NaN first, so the list shows them) and lists padded with masked items."""
     if torch.isnan(top_scores).any():
         raise ValueError("the model produced NaN scores; the ranking would be meaningless")
     if (top_scores == NEG_INF).any():
-        raise ValueError(f"k_max={k_max} exceeds the number of unseen items of some user; lower the largest k")
+        raise ValueError(f"k_max={k_max} exceeds the number of unseen items of some user; lower {what}")
 
 
 class RankingAccumulator:
@@ -125,19 +126,23 @@ class RankingAccumulator:
     The one ranking path of marquee: validation during training and the final evaluation both feed
     it, so the two cannot disagree. ``seen`` masks each user's already-seen items (None keeps them)
     and is handed to the model as each row's ``exclude`` items; ``item_chunk`` scores that many items
-    at a time; ``sampler`` adds sampled-negative ranks. :meth:`result` gathers every DDP rank's users.
+    at a time; ``sampler`` adds sampled-negative ranks; ``rerank`` reorders each list before the ranks are
+    read (``evaluation.rerank``). :meth:`result` gathers every DDP rank's users.
     """
 
     def __init__(self, seen: SeenItems | None, k_max: int, item_chunk: int | None = None,
-                 sampler: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+                 sampler: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 rerank: Rerank | None = None):
         self.seen, self.k_max, self.item_chunk, self.sampler = seen, k_max, item_chunk, sampler
+        self.rerank = rerank
         self._parts: dict[str, list[torch.Tensor]] = {"users": [], "targets": [], "ranks": [], "top": [], "sampled": []}
 
     def add(self, model: Recommender, batch: dict[str, torch.Tensor]) -> None:
         """Rank one batch (already on the model's device); call under ``torch.inference_mode()``, model in eval mode."""
         if self.seen is not None:
             batch = {**batch, "exclude": self.seen.padded(batch["user"])}
-        ranks, top, sampled = rank_batch(model, batch, self.seen, self.k_max, self.item_chunk, self.sampler)
+        ranks, top, sampled = rank_batch(model, batch, self.seen, self.k_max, self.item_chunk, self.sampler,
+                                         self.rerank)
         for name, value in (("users", batch["user"]), ("targets", batch["targets"]), ("ranks", ranks), ("top", top),
                             ("sampled", sampled)):
             if value is not None:
@@ -170,9 +175,10 @@ def rank_users(
     device: torch.device | str = "cpu",
     sampler: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     progress: bool = True,
+    rerank: Rerank | None = None,
 ) -> RankedUsers:
     """Rank the whole catalog for every user ``loader`` yields on ``device`` (see :class:`RankingAccumulator`)."""
-    accumulator = RankingAccumulator(seen, k_max, item_chunk, sampler)
+    accumulator = RankingAccumulator(seen, k_max, item_chunk, sampler, rerank)
     model.eval()
     with torch.inference_mode():
         for batch in tqdm(loader, desc="ranking", unit="batch", disable=not progress, leave=False):
@@ -187,19 +193,22 @@ def rank_batch(
     k_max: int,
     item_chunk: int | None = None,
     sampler: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    rerank: Rerank | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One user batch: target ranks (B, T), top-k_max items (B, k_max) and sampled ranks (or None).
 
-    Call under ``torch.inference_mode()`` with the model in eval mode (as :func:`rank_users` and
-    validation during training do).
+    With ``rerank``, the top ``rerank.pool`` items are listed and re-ranked, and the ranks read off the
+    re-ranked list. Call under ``torch.inference_mode()`` with the model in eval mode (as
+    :func:`rank_users` and validation during training do).
     """
     users, targets = batch["user"], batch["targets"]
     n_items = model.n_items
+    depth, what = (k_max, "the largest k") if rerank is None else (rerank.pool, "evaluation.rerank.pool")
     sampled = None
     if item_chunk is None or item_chunk >= n_items:
         scores = catalog_scores(model, batch, seen)  # (B, N + 1)
-        top_scores, top = scores.topk(k_max, dim=1)
-        check_finite_top(top_scores, k_max)
+        top_scores, top = scores.topk(depth, dim=1)
+        check_finite_top(top_scores, depth, what)
         ranks = ranks_from_top(scores, targets, top_scores)
         if sampler is not None:
             sampled = sampler(scores, scores == NEG_INF, targets)
@@ -207,8 +216,10 @@ def rank_batch(
         mask = seen.mask(users) if seen is not None else torch.zeros(len(users), n_items + 1, dtype=torch.bool,
                                                                     device=targets.device)
         mask[:, 0] = True  # padding is never an item
-        ranks, top_scores, top = _rank_in_item_chunks(model, batch, mask, targets, k_max, item_chunk)
-        check_finite_top(top_scores, k_max)
+        ranks, top_scores, top = _rank_in_item_chunks(model, batch, mask, targets, depth, item_chunk)
+        check_finite_top(top_scores, depth, what)
+    if rerank is not None:
+        ranks, top = rerank(model.catalog, top_scores, top, targets, ranks, k_max)
     return ranks, top, sampled
 
 
