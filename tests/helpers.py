@@ -35,3 +35,49 @@ def train(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "marquee.train", f"hydra.run.dir={run_dir}", "torch_threads=1", *overrides]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=run_dir.parent, check=False)
+
+
+TONES = ("bright", "dark", "close-up")
+
+
+def artwork_policy(bundle, kind: str = "linear", epsilon: float = 0.2, theta=None, name: str = "test policy",
+                   skip: int = 0) -> dict:
+    """A ``marquee-artwork-policy`` over a bundle's titles (all but the last ``skip``): each title's artworks
+    show its genres, then two tones. ``theta`` defaults to 0 but a liking for the tone "dark" at night."""
+    import numpy as np
+
+    meta = bundle.item_metadata(np.arange(1, bundle.n_items + 1))
+    genres = sorted({g for gs in meta["genres"] for g in gs})
+    features = [f"genre:{g}" for g in genres] + [f"tone:{t}" for t in TONES]
+    titles = {str(raw): [genres.index(g) for g in sorted(gs)][:2] + [len(genres) + 1, len(genres)]
+              for raw, gs in list(zip(meta["raw_id"], meta["genres"], strict=True))[: bundle.n_items - skip]}
+    d, f = len(genres) + 4, len(features)
+    if theta is None:
+        theta = np.zeros((d + 1, f))
+        theta[1 + len(genres) + 0, len(genres) + 1] = 1.0  # context "hour:night" x arm "tone:dark"
+    policy = {"format": "marquee-artwork-policy", "version": 1, "name": name, "kind": kind,
+              "layout": {"genres": genres, "taste_mean": [0.1] * len(genres), "taste_std": [0.2] * len(genres),
+                         "hour_buckets": ["night", "morning", "afternoon", "evening"], "arm_features": features,
+                         "titles": titles}}
+    if kind == "linear":
+        policy |= {"epsilon": epsilon, "theta": np.asarray(theta, dtype=float).ravel().tolist()}
+    return policy
+
+
+def write_policy(path: Path, policy: dict) -> Path:
+    import json
+
+    path.write_text(json.dumps(policy))
+    return path
+
+
+def minimal_policy(kind: str = "uniform") -> dict:
+    """A valid ``marquee-artwork-policy`` with two genres and one title (raw id "1")."""
+    features = ["genre:a", "genre:b", *(f"tone:{t}" for t in TONES)]
+    policy = {"format": "marquee-artwork-policy", "version": 1, "name": "minimal", "kind": kind,
+              "layout": {"genres": ["a", "b"], "taste_mean": [0.5, 0.5], "taste_std": [0.1, 0.1],
+                         "hour_buckets": ["night", "morning", "afternoon", "evening"], "arm_features": features,
+                         "titles": {"1": [0, 2, 3]}}}
+    if kind == "linear":
+        policy |= {"epsilon": 0.1, "theta": [float(i) for i in range(7 * len(features))]}
+    return policy

@@ -31,6 +31,7 @@ from marquee.export.source import resolve_run
 from marquee.export.trace import check_onnx, example_sizes, export_network
 from marquee.models.baselines import EASE
 from marquee.models.sasrec import SASRec
+from tests.helpers import minimal_policy, write_policy
 
 # 1,100 synthetic members (1,099 evaluated on test): a two-tower retriever (flat index: exact search) and a SASRec
 # ranker reading every side input, each trained one epoch; the stages read histories of different lengths
@@ -60,9 +61,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("policy") / "linucb.npz"
-    np.savez(path, theta=np.arange(6, dtype=np.float64), alpha=np.array(1.0))
-    return path
+    return write_policy(tmp_path_factory.mktemp("policy") / "linucb.json", minimal_policy("linear"))
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +112,11 @@ def test_the_bundle_holds_every_part_and_its_manifest_vouches_for_each_file(bund
                 assert f"{stage}/{network}{suffix}" in on_disk  # the weights beside the graph are covered too
         assert f"{stage}/item_vectors.npy" in on_disk
     assert {"retriever/index/index.faiss", "vocab/items.parquet", "vocab/users.parquet", "vocab/item_meta.parquet",
-            "features.json", "policy/linucb.npz"} <= on_disk
+            "features.json", "policy/linucb.json"} <= on_disk
     ranker_inputs = [i["name"] for i in bundle.features["stages"]["ranker"]["encoder"]["inputs"]]
     assert ranker_inputs == ["items", "event", "value", "hour", "dow", "gap", "device", "target_hour", "target_dow",
                              "target_device"]
-    np.testing.assert_array_equal(bundle.policy["theta"], np.arange(6))
+    assert bundle.policy == minimal_policy("linear")
     # ids and the metadata a row shows
     raw = bundle.items.raw([3, 1])
     np.testing.assert_array_equal(bundle.items.ids(raw), [3, 1])
@@ -283,6 +282,11 @@ def test_export_mistakes_end_in_one_line_before_any_work(run_dir, bundle_dir, tm
     cases = [([f"run_dir={tmp_path / 'nothing'}", f"out={tmp_path / 'b'}"], "run_dir: '"),
              ([f"run_dir={run_dir}", f"out={bundle_dir}"], "out: '"),
              ([f"run_dir={run_dir}", f"out={tmp_path / 'b'}", f"policy={run_dir / 'run.json'}x"], "policy: '"),
+             ([f"run_dir={run_dir}", f"out={tmp_path / 'b'}", f"policy={run_dir / 'run.json'}"],
+              "policy: " + str(run_dir / "run.json") + ": not a marquee-artwork-policy file"),
+             ([f"run_dir={run_dir}", f"out={tmp_path / 'b'}",
+               f"policy={write_policy(tmp_path / 'p.json', minimal_policy('linear') | {'epsilon': 0.0})}"],
+              f"policy: {tmp_path / 'p.json'}: epsilon must be in (0, 1]"),
              ([f"run_dir={run_dir}"], "out: required"),
              ([f"run_dir={run_dir}", f"out={tmp_path / 'b'}", "seeds=1"], "seeds: unknown argument")]
     for argv, expected in cases:

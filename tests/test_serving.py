@@ -225,20 +225,6 @@ def test_impressions_and_events_are_logged_and_compact_into_the_bandits_log(bund
     assert log is not None
 
 
-def test_a_bundles_policy_file_is_reported_and_the_choice_stays_uniform(run_dir, tmp_path):
-    """Policy-driven artwork is not wired: a bundle's policy parameters have no serving layout yet."""
-    policy = tmp_path / "linucb.npz"
-    np.savez(policy, theta=np.arange(6, dtype=np.float64))
-    bundle = tmp_path / "bundle"
-    export_main([f"run_dir={run_dir}", f"out={bundle}", f"policy={policy}"])
-    with TestClient(create_app(bundle, tmp_path / "log", artworks=3, seed=0)) as c:
-        assert "not wired" in c.get("/health").json()["policy"]
-        page = c.post("/recommend", json={"history": [1], "k": 20, "rows": 1}).json()
-    items = page["rows"][0]["items"]
-    assert "not wired" in page["policy"] and {t["propensity"] for t in items} == {1 / 3}
-    assert {t["artwork"].rsplit(":a", 1)[1] for t in items} == {"0", "1", "2"}
-
-
 def test_the_service_imports_no_torch_lightning_or_training_code(bundle_dir, tmp_path):
     script = f"""
 import json, sys

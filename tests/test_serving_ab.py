@@ -25,11 +25,10 @@ from tests.test_serving import N_HISTORIES, _free_port, bundle, bundle_dir, hist
 
 @pytest.fixture(scope="module")
 def bundle_b(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
-    """The same run exported again with a policy file: another manifest, so another bundle id."""
+    """The same run exported again: another manifest (its time of export), so another bundle id."""
     folder = tmp_path_factory.mktemp("bundle_b")
-    policy = folder / "policy.npz"
-    np.savez(policy, theta=np.zeros(3))
-    return export_main([f"run_dir={run_dir}", f"out={folder / 'bundle'}", f"policy={policy}"])
+    time.sleep(1.1)  # the manifest's time has seconds
+    return export_main([f"run_dir={run_dir}", f"out={folder / 'bundle'}"])
 
 
 def test_bucketing_is_deterministic_close_to_the_split_and_salted():

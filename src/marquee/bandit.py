@@ -30,6 +30,7 @@ from marquee.bandits.features import FEATURE_MAPS
 from marquee.bandits.logs import BanditLog
 from marquee.bandits.obd import load_obd
 from marquee.bandits.policies import Policy, UniformPolicy
+from marquee.bandits.policy_file import ServedPolicy, policy_file, write_policy_file
 from marquee.bandits.report import LOGGING, estimates_figure, format_report, offline_ab_report
 from marquee.bandits.reward_model import cross_fit_q_hat
 from marquee.bandits.simulator import ArtworkSimulator, SimulatorConfig
@@ -92,6 +93,31 @@ def accuracy_section(cfg: DictConfig, sim: ArtworkSimulator, policies: dict[str,
              "for the same trained candidates; errors against the true values above."), "", format_accuracy(accuracy)]
 
 
+def served_policies(cfg: DictConfig, sim: ArtworkSimulator | None, policies: dict[str, Policy],
+                    output_dir: Path) -> dict[str, Policy]:
+    """With ``save_policies``, write ``policies/<name>.json`` (uniform, and ε-greedy over each trained linear
+    candidate) for ``python -m marquee.export policy=...``; returns the written files as candidates to value."""
+    if not cfg.save_policies:
+        return {}
+    if sim is None:
+        raise ConfigError("save_policies", "needs source=simulator: a served policy file carries the simulator's "
+                                           f"artwork layout, and source.kind is {cfg.source.kind!r}")
+    if cfg.source.feature_map != "cross":
+        raise ConfigError("save_policies", f"needs source.feature_map=cross, got {cfg.source.feature_map!r}")
+    folder = output_dir / "policies"
+    folder.mkdir(exist_ok=True)
+    files = {"uniform": policy_file(sim, None, "uniform")}
+    for name, policy in policies.items():
+        if getattr(policy, "posterior", None) is not None:
+            files[name] = policy_file(sim, policy, name, cfg.served_epsilon)
+    served = {}
+    for name, body in files.items():
+        log.info("served policy file %s", write_policy_file(body, folder / f"{name}.json"))
+        if body["kind"] == "linear":
+            served[f"{name}_served"] = ServedPolicy(body, sim)
+    return served
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train the candidates, value them on the held-out rows, write the report; return the values by name."""
     output_dir = Path(cfg.paths.output_dir)
@@ -108,6 +134,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
         for name, policy in policies.items():
             log.info("training %s on %d rows", name, len(train))
             targets[name] = policy.fit(train).action_probabilities(evaluated.context, evaluated.candidates)
+        for name, served in served_policies(cfg, sim, policies, output_dir).items():
+            policies[name] = served
+            targets[name] = served.action_probabilities(evaluated.context, evaluated.candidates)
         feature_map = FEATURE_MAPS[cfg.source.feature_map]
 
         def q_hat_of(rows: BanditLog) -> np.ndarray:

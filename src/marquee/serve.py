@@ -9,12 +9,18 @@ Serve a bundle over HTTP (FastAPI + uvicorn; no torch, no Lightning):
   histories=PATH       optional Parquet of members' events (user_id, item_id, timestamp[, event, value, device]),
                        so that POST /recommend may send user_id alone
   threads=T            onnxruntime and FAISS threads (default 1)
-  artworks=A           artwork variants per title, chosen uniformly (default 4)
+  policy=FILE          the artwork policy (a marquee-artwork-policy JSON, from ``python -m marquee.bandit
+                       save_policies=true``) instead of the bundle's own; without either, every title gets
+                       `artworks` synthetic variants chosen uniformly
+  artworks=A           synthetic artwork variants per title (default 4)
   seed=S               seed of the artwork choice (default: unseeded)
   variant_b=BUNDLE     A/B test: bundle= serves variant "A", this bundle variant "B"; members are bucketed by a
                        salted SHA-256 of user_id (else the request's member_key, else its history), the same
                        member always in the same variant; every response and impression names its variant
-  split=F              the share of members in variant B, 0..1 (default 0.5; only with variant_b)
+  policy_b=FILE        A/B test of artwork policies: variant B is the same bundle (or variant_b) with this policy;
+                       both policies must share one artwork layout, and the readout (python -m marquee.compare
+                       LOG_DIR) then also values each policy from the other's impressions
+  split=F              the share of members in variant B, 0..1 (default 0.5; only with variant_b or policy_b)
   salt=S               the bucketing salt (default marquee-ab-v1; a new salt reshuffles members)
 
 Endpoints: GET /health, POST /recommend, POST /events; the OpenAPI schema at /openapi.json, docs at /docs.
@@ -26,7 +32,7 @@ from __future__ import annotations
 import sys
 
 KEYS = {"bundle": str, "port": int, "host": str, "log_dir": str, "histories": str, "threads": int, "artworks": int,
-        "seed": int, "variant_b": str, "split": float, "salt": str}
+        "seed": int, "variant_b": str, "split": float, "salt": str, "policy": str, "policy_b": str}
 REQUIRED = ("bundle", "port")
 
 
@@ -52,8 +58,8 @@ def parse(argv: list[str]) -> dict[str, object]:
     for key in REQUIRED:
         if key not in settings:
             raise ArgumentError(f"{key}: required, and not given (add {key}=...)")
-    if ("split" in settings or "salt" in settings) and "variant_b" not in settings:
-        raise ArgumentError("split/salt: only with an A/B test (add variant_b=BUNDLE)")
+    if ("split" in settings or "salt" in settings) and "variant_b" not in settings and "policy_b" not in settings:
+        raise ArgumentError("split/salt: only with an A/B test (add variant_b=BUNDLE or policy_b=FILE)")
     if not 0.0 <= float(settings.get("split", 0.5)) <= 1.0:
         raise ArgumentError(f"split: the share of members in variant B must be within [0, 1], got {settings['split']}")
     return settings
@@ -73,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         app = create_app(settings["bundle"], settings.get("log_dir", "logs/serving"), settings.get("histories"),
                          threads=settings.get("threads", 1), artworks=settings.get("artworks", 4),
                          seed=settings.get("seed"), variant_b=settings.get("variant_b"),
-                         split=float(settings.get("split", 0.5)), **({"salt": settings["salt"]} if "salt" in settings
-                                                                     else {}))
+                         split=float(settings.get("split", 0.5)), policy=settings.get("policy"),
+                         policy_b=settings.get("policy_b"), **({"salt": settings["salt"]} if "salt" in settings else {}))
     except (ValueError, OSError) as error:  # ArgumentError, BundleError, HistoryError are ValueErrors
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

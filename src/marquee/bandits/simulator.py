@@ -96,6 +96,10 @@ class ArtworkSimulator:
         self.arm_table[np.flatnonzero(is_genre), self.artwork_genre[is_genre]] = 1.0
         self.arm_table[np.flatnonzero(~is_genre), n_genres + self.artwork_tone[~is_genre]] = 1.0
         self.arm_names = [f"genre:{g}" for g in genre_names] + [f"tone:{t}" for t in TONES]
+        self.artwork_feature = self.arm_table.argmax(axis=1)  # (A,) the one feature each artwork shows
+        # the mean and sd of genre shares that z-scored the tastes (a service must build the same context)
+        self.taste_mean, self.taste_std = np.zeros(n_genres), np.ones(n_genres)
+        self.title_raw_ids = [str(t) for t in self.title_ids]  # what a serving layout names titles by
         state_names = [] if self.user_state is None else [f"state:{i}" for i in range(self.user_state.shape[1])]
         self.context_names = tuple([f"taste:{g}" for g in genre_names] + [f"hour:{b}" for b in HOUR_BUCKETS]
                                    + state_names)
@@ -127,13 +131,17 @@ class ArtworkSimulator:
         np.add.at(shares, (np.repeat(users, n_genres), flat[starts + offsets]),
                   np.repeat(1.0 / np.maximum(n_genres, 1), n_genres))
         shares /= np.maximum(shares.sum(axis=1, keepdims=True), 1e-12)
-        taste = np.clip((shares - shares.mean(axis=0)) / np.maximum(shares.std(axis=0), 1e-6), -3.0, 3.0)
+        mean, std = shares.mean(axis=0), np.maximum(shares.std(axis=0), 1e-6)
+        taste = np.clip((shares - mean) / std, -3.0, 3.0)
         hours = np.full((log.n_users, HOURS), config.hour_smoothing)
         np.add.at(hours, (users, log.interactions["hour"].to_numpy()), 1.0)
         popularity = np.bincount(item_ids, minlength=log.n_items + 1)[items].astype(np.float64)
         state = None if user_state is None else np.asarray(user_state)[1: log.n_users + 1]
-        return cls(taste, hours, [genres_of[position[i]] for i in items], popularity, names, config, state,
-                   user_ids=np.arange(1, log.n_users + 1), title_ids=items)
+        sim = cls(taste, hours, [genres_of[position[i]] for i in items], popularity, names, config, state,
+                  user_ids=np.arange(1, log.n_users + 1), title_ids=items)
+        sim.taste_mean, sim.taste_std = mean, std
+        sim.title_raw_ids = [str(log.items.raw_ids[i - 1]) for i in items]
+        return sim
 
     @classmethod
     def synthetic(cls, n_users: int = 300, n_titles: int = 60, n_genres: int = 4,

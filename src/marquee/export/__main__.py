@@ -4,7 +4,8 @@
                  its frozen winner's seed run with the best validation score on the study's metric
   out=BUNDLE     the bundle folder to create (it must not exist; written beside it under a hidden name,
                  then renamed, so a failed export leaves nothing at BUNDLE)
-  policy=PATH    optional: the artwork policy's parameters (.json or .npz), copied into the bundle
+  policy=PATH    optional: the artwork policy (a marquee-artwork-policy JSON from `marquee.bandit save_policies=true`),
+                 checked as the service checks it and copied into the bundle
   seed=S         optional, studies only: export seeds/seed_S instead
 
 Exports SASRec, BERT4Rec, TwoTower and cascades of them; a closed-form baseline (EASE, pop, ...) is

@@ -19,7 +19,6 @@ export leaves no bundle (and no half of one) behind.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -42,8 +41,8 @@ from marquee.export.source import RunSource, resolve_run
 from marquee.export.trace import example_sizes, export_network
 from marquee.retrieval.two_tower import TwoTower
 from marquee.run_record import code_version
+from marquee.serving.artwork import PolicyArtwork, PolicyFileError, read_policy
 
-POLICY_FORMATS = (".json", ".npz")  # readable without pickle, so a service never unpickles a file
 VOCAB_FILES = ("users.parquet", "items.parquet")  # required; genres, events and item metadata come when the run has them
 
 
@@ -122,28 +121,25 @@ def copy_vocabularies(run: RunSource, directory: Path, catalog: Catalog) -> list
 
 
 def check_policy(policy: str | Path | None) -> Path | None:
-    """The artwork policy's parameter file (JSON or ``.npz``), checked readable without pickle; None without one."""
+    """The artwork policy file (``marquee-artwork-policy`` JSON, as ``marquee.bandit save_policies=true`` writes
+    it), checked as the service will check it; None without one."""
     if policy is None:
         return None
     path = Path(policy).expanduser().resolve()
-    if not path.is_file() or path.suffix not in POLICY_FORMATS:
-        raise ConfigError("policy", f"'{path}' is not a policy parameter file ({' or '.join(POLICY_FORMATS)})")
+    if not path.is_file():
+        raise ConfigError("policy", f"'{path}' is not a file (give a policy from <bandit run>/policies/<name>.json)")
     try:
-        if path.suffix == ".json":
-            json.loads(path.read_text())
-        else:
-            with np.load(path, allow_pickle=False) as arrays:
-                [arrays[k] for k in arrays.files]
-    except (ValueError, OSError, UnicodeDecodeError) as err:
-        raise ConfigError("policy", f"'{path}' cannot be read as {path.suffix[1:]} without pickle: {err}") from err
+        PolicyArtwork(read_policy(path), where=str(path))
+    except PolicyFileError as err:
+        raise ConfigError("policy", str(err)) from err
     return path
 
 
 def copy_policy(path: Path | None, directory: Path) -> dict[str, Any]:
     """Copy the checked policy file into ``directory``; the manifest's entry (which says so when there is none)."""
     if path is None:
-        return {"file": None, "note": "no artwork policy was given (policy=PATH): the service shows each title's "
-                                      "default artwork"}
+        return {"file": None, "note": "no artwork policy was given (policy=PATH): the service shows synthetic "
+                                      "artwork variants, chosen uniformly"}
     directory.mkdir()
     shutil.copyfile(path, directory / path.name)
     return {"file": f"{directory.name}/{path.name}", "source": str(path)}

@@ -25,7 +25,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +75,24 @@ class Difference:
 
 
 @dataclass
+class OffPolicy:
+    """The self-normalized IPS estimate of ``target``'s play rate from the impressions ``logged`` served."""
+
+    target: str  # the variant whose policy is valued
+    policy: str  # its name
+    logged: str  # the variant whose impressions are read
+    value: float
+    ci_low: float
+    ci_high: float
+    impressions: int
+    effective: float  # effective sample size of the weights, (sum w)^2 / sum w^2
+
+
+@dataclass
 class Readout:
     arms: list[Arm]
     differences: list[Difference]
+    off_policy: list[OffPolicy] = field(default_factory=list)
 
     def table(self) -> str:
         lines = [f"{'variant':<8} {'impressions':>11} {'members':>8} {'plays':>7} {'play_rate':>9}  bundle_id"]
@@ -86,6 +101,11 @@ class Readout:
         for d in self.differences:
             lines.append(f"{d.variant} - {d.baseline}: {d.diff:+.4f}  95% CI [{d.ci_low:+.4f}, {d.ci_high:+.4f}]  "
                          f"p = {d.p_value:.4g}  (cluster bootstrap over members, {d.reps} reps)")
+        if self.off_policy:
+            lines.append("off-policy: each variant's artwork policy valued from the other's log (SNIPS, 95% CI by the "
+                         "same cluster bootstrap)")
+            lines += [f"  {o.target} ({o.policy}) from {o.logged}'s log: {o.value:.4f} [{o.ci_low:.4f}, {o.ci_high:.4f}]"
+                      f"  over {o.impressions} impressions, effective {o.effective:.0f}" for o in self.off_policy]
         return "\n".join(lines)
 
 
@@ -155,7 +175,58 @@ def ab_readout(log_dir: str | Path, reps: int = 2000, seed: int = 0) -> Readout:
         p = 1.0 if se == 0 and diff == 0 else (0.0 if se == 0 else math.erfc(abs(diff) / se / math.sqrt(2)))
         low, high = np.quantile(diffs, [0.025, 0.975])
         differences.append(Difference(arm.variant, base.variant, diff, float(low), float(high), p, reps))
-    return Readout(arms, differences)
+    return Readout(arms, differences, off_policy(log_dir, impressions, played, reps, rng))
+
+
+def off_policy(log_dir: Path, impressions: list[dict[str, Any]], played: set[str], reps: int,
+               rng: np.random.Generator) -> list[OffPolicy]:
+    """Each variant's artwork policy valued on every other variant's impressions, when both served policy files
+    (kept by the service under ``policies/``) of one layout; empty otherwise.
+
+    Self-normalized IPS (sum of w * play over sum of w, w = target probability / logged propensity of the
+    artwork shown), which is the same ratio of member sums as the play rate, so the same cluster bootstrap
+    gives its CI. Written here rather than taken from marquee.bandits' estimators, which import torch.
+    """
+    from marquee.serving.artwork import PolicyArtwork  # numpy only
+
+    ids = {str(r["variant"]): r.get("policy_id") for r in impressions if r.get("variant") is not None}
+    files = {v: log_dir / "policies" / f"{i}.json" for v, i in ids.items() if i}
+    if len(files) < 2 or len(files) != len(ids) or not all(f.is_file() for f in files.values()):
+        return []
+    policies = {v: PolicyArtwork(json.loads(f.read_text()), where=str(f)) for v, f in files.items()}
+    if len({p.layout for p in policies.values()}) > 1:
+        return []
+    out = []
+    for logged in sorted(policies):
+        rows = [r for r in impressions if str(r.get("variant")) == logged and r.get("policy_id") == ids[logged]]
+        if not rows:
+            continue
+        context = np.array([r["context_vector"] for r in rows], dtype=np.float64)  # (n, d)
+        width = max(len(r["arm_features"]) for r in rows)
+        arms, mask = np.zeros((len(rows), width), dtype=np.int64), np.zeros((len(rows), width), dtype=bool)
+        for i, r in enumerate(rows):
+            arms[i, : len(r["arm_features"])] = np.argmax(r["arm_features"], axis=1)
+            mask[i, : len(r["arm_features"])] = True
+        slot = np.array([r["slot"] for r in rows])
+        propensity = np.array([r["propensity"] for r in rows], dtype=np.float64)
+        reward = np.array([r["impression_id"] in played for r in rows], dtype=np.float64)
+        members = [_member(r) for r in rows]
+        for target in sorted(policies):
+            if target == logged:
+                continue
+            p = policies[target].probabilities(context, arms, mask)[np.arange(len(rows)), slot]
+            w = p / propensity  # (n,)
+            per: dict[str, list[float]] = {}
+            for m, wi, ri in zip(members, w, reward, strict=True):
+                sums = per.setdefault(m, [0.0, 0.0])
+                sums[0] += wi
+                sums[1] += wi * ri
+            table = np.array(list(per.values()))
+            boots = _boot_rates(table[:, 1], table[:, 0], reps, rng)
+            low, high = np.quantile(boots, [0.025, 0.975])
+            out.append(OffPolicy(target, policies[target].name, logged, float((w * reward).sum() / w.sum()),
+                                 float(low), float(high), len(rows), float(w.sum() ** 2 / (w**2).sum())))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from marquee.export.bundle import load_bundle
 from marquee.export.manifest import MANIFEST
 from marquee.serving import page
 from marquee.serving.ab import DEFAULT_SALT, bucket, member_key
-from marquee.serving.artwork import ArtworkChooser
+from marquee.serving.artwork import PolicyArtwork, PolicyFileError, artwork_chooser, read_policy
 from marquee.serving.histories import History, HistoryStore, inline_history
 from marquee.serving.impressions import ImpressionLog, new_id
 from marquee.serving.pipeline import Pipeline, Timings
@@ -68,14 +68,19 @@ class Service:
 
     def __init__(self, bundle_path: str | Path, log_dir: str | Path, histories: str | Path | None = None,
                  threads: int = 1, artworks: int = 4, seed: int | None = None, log: ImpressionLog | None = None,
-                 variant: str | None = None):
+                 variant: str | None = None, policy: str | Path | None = None):
         self.variant = variant  # "A" or "B" when this bundle is one arm of an A/B test (None: no test)
         self.bundle = load_bundle(bundle_path, threads=threads)
         self.bundle_id = hashlib.sha256((self.bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
-        self.artwork = ArtworkChooser(artworks, seed, bundle_policy=self.bundle.policy is not None)
+        # the artwork policy: policy=FILE, else the bundle's own, else synthetic uniform variants
+        body = read_policy(policy) if policy is not None else self.bundle.policy
+        where = str(policy) if policy is not None else f"{self.bundle.root}/{self.bundle.manifest['policy'].get('file')}"
+        self.artwork = artwork_chooser(body, artworks, seed, where)
         self.pipeline = Pipeline(self.bundle, self.artwork)
         self.store = HistoryStore.load(histories, self.bundle) if histories else None
         self.log = log if log is not None else ImpressionLog(log_dir)
+        if isinstance(self.artwork, PolicyArtwork):  # the readout values each policy from the other's log with it
+            self.log.keep_policy(self.artwork.id, self.artwork.policy)
         self.started = time.monotonic()
         self.devices = list(self.bundle.features.get("devices", []))
         self.users = {str(r): i + 1 for i, r in enumerate(self.bundle.users.raw_ids)}
@@ -126,11 +131,12 @@ class Service:
         dow = now.weekday() if context.dow is None else context.dow
         device = self.devices.index(context.device) + 1 if context.device else 0
         inputs = self.pipeline.inputs(history, user, hour, dow, device)
-        page = self.pipeline.run(history, inputs, request.k, request.rows, float(request.diversity), timings)
+        page = self.pipeline.run(history, inputs, request.k, request.rows, float(request.diversity), timings, hour)
         request_id, stamp = new_id(), now.timestamp()
         catalog, raw = self.pipeline.catalog, self.bundle.items.raw
         history_raw = [_plain(r) for r in raw(history.items)]
-        context_vector = [hour / 23, dow / 6, *(float(device == d + 1) for d in range(len(self.devices)))]
+        context_vector = page.context or [hour / 23, dow / 6, *(float(device == d + 1) for d in range(len(self.devices)))]
+        context_names = self.artwork.context_names or self.context_names
         shown_ids = [_plain(r) for r in raw([s.item for _, shown in page.rows for s in shown])] if page.rows else []
         records, rows, position = [], [], 0
         for row_index, (row, shown) in enumerate(page.rows):
@@ -143,14 +149,16 @@ class Service:
                     "impression_id": impression, "request_id": request_id, "time": stamp,
                     "user_id": None if request.user_id is None else str(request.user_id), "user": user,
                     "history": history_raw, "context": {"hour": hour, "dow": dow, "device": context.device},
-                    "context_vector": context_vector, "context_names": self.context_names, "hour": hour,
+                    "context_vector": context_vector, "context_names": context_names, "hour": hour,
                     "row": row_index, "row_title": row.title, "item_id": item_raw, "item": s.item,
-                    "score": s.score, "candidates": shown_ids, "arms": self.artwork.arms(s.item),
-                    "artwork": s.artwork, "arm": s.arm, "propensity": s.propensity, "policy": self.artwork.name,
-                    "bundle_id": self.bundle_id, "variant": self.variant, "member": member})
+                    "score": s.score, "candidates": shown_ids, "arms": s.choice.arms,
+                    "arm_features": s.choice.arm_features, "artwork": s.choice.artwork, "arm": s.choice.arm,
+                    "slot": s.choice.arms.index(s.choice.arm), "propensity": s.choice.propensity,
+                    "policy": self.artwork.name, "policy_id": self.artwork.id, "bundle_id": self.bundle_id,
+                    "variant": self.variant, "member": member})
                 titles.append(Title(item_id=item_raw, title=catalog.titles[s.item],
-                                    genres=sorted(catalog.genres[s.item]), score=s.score, artwork=s.artwork,
-                                    propensity=s.propensity, impression_id=impression))
+                                    genres=sorted(catalog.genres[s.item]), score=s.score, artwork=s.choice.artwork,
+                                    propensity=s.choice.propensity, impression_id=impression))
             rows.append(Row(title=row.title, reason=row.reason, items=titles))
         with timings.stage("log"):
             if records:
@@ -180,16 +188,27 @@ class ABService:
     (:func:`marquee.serving.ab.bucket`), so the same member gets the same variant on every request and after
     every restart; both variants append to one log, each impression naming its ``variant`` and ``bundle_id``."""
 
-    def __init__(self, bundle_a: str | Path, bundle_b: str | Path, log_dir: str | Path, histories: str | Path | None = None,
-                 threads: int = 1, artworks: int = 4, seed: int | None = None, split: float = 0.5,
-                 salt: str = DEFAULT_SALT):
+    def __init__(self, bundle_a: str | Path, bundle_b: str | Path | None, log_dir: str | Path,
+                 histories: str | Path | None = None, threads: int = 1, artworks: int = 4, seed: int | None = None,
+                 split: float = 0.5, salt: str = DEFAULT_SALT, policy: str | Path | None = None,
+                 policy_b: str | Path | None = None):
         if not 0.0 <= split <= 1.0:
             raise ValueError(f"split: the share of members in variant B must be within [0, 1], got {split}")
+        if bundle_b is None and policy_b is None:
+            raise ValueError("variant_b/policy_b: an A/B test needs another bundle or another artwork policy for B")
         self.split, self.salt = float(split), str(salt)
         self.log = ImpressionLog(log_dir)
+        arms = (("A", bundle_a, policy), ("B", bundle_b or bundle_a, policy_b if policy_b is not None else policy))
         self.variants = {v: Service(path, log_dir, histories, threads, artworks,
-                                    None if seed is None else seed + i, log=self.log, variant=v)
-                         for i, (v, path) in enumerate((("A", bundle_a), ("B", bundle_b)))}
+                                    None if seed is None else seed + i, log=self.log, variant=v, policy=p)
+                         for i, (v, path, p) in enumerate(arms)}
+        a, b = (self.variants[v].artwork for v in ("A", "B"))
+        if isinstance(a, PolicyArtwork) != isinstance(b, PolicyArtwork):
+            raise PolicyFileError("policy_b: one variant has an artwork policy file and the other synthetic artwork; "
+                                  "give both a policy of the same layout (e.g. policy=<bandit run>/policies/uniform.json)")
+        if isinstance(a, PolicyArtwork) and a.layout != b.layout:
+            raise PolicyFileError("policy_b: its artwork layout (titles, artworks, context) differs from variant A's, "
+                                  "so neither policy could be valued from the other's log")
         self.started = time.monotonic()
 
     @property
@@ -232,18 +251,22 @@ def _plain(value: Any) -> Any:
 
 def create_app(bundle_path: str | Path, log_dir: str | Path, histories: str | Path | None = None, threads: int = 1,
                artworks: int = 4, seed: int | None = None, variant_b: str | Path | None = None, split: float = 0.5,
-               salt: str = DEFAULT_SALT) -> FastAPI:
+               salt: str = DEFAULT_SALT, policy: str | Path | None = None,
+               policy_b: str | Path | None = None) -> FastAPI:
     """The service over ``bundle_path`` (checked and loaded now: a bad bundle raises BundleError here), logging
     impressions and events under ``log_dir``; ``histories`` is the optional history store (a Parquet file).
 
     With ``variant_b`` it is an A/B test: ``bundle_path`` serves variant "A", ``variant_b`` variant "B", a share
-    ``split`` of members (bucketed by a hash of their key with ``salt``) get B."""
+    ``split`` of members (bucketed by a hash of their key with ``salt``) get B. ``policy`` replaces the bundle's
+    artwork policy (a ``marquee-artwork-policy`` file); ``policy_b`` makes B the same bundle (or ``variant_b``)
+    with that artwork policy instead."""
     service: Service | ABService
-    if variant_b is None:
-        service = Service(bundle_path, log_dir, histories, threads, artworks, seed)
+    if variant_b is None and policy_b is None:
+        service = Service(bundle_path, log_dir, histories, threads, artworks, seed, policy=policy)
         version = service.bundle.manifest["format"]
     else:
-        service = ABService(bundle_path, variant_b, log_dir, histories, threads, artworks, seed, split, salt)
+        service = ABService(bundle_path, variant_b, log_dir, histories, threads, artworks, seed, split, salt,
+                            policy, policy_b)
         version = service.a.bundle.manifest["format"]
     app = FastAPI(title="marquee", summary="home-page rows and artwork from a marquee bundle", version=str(version))
     app.include_router(page.router)  # GET /: the page a person looks at, drawn from /health and /recommend

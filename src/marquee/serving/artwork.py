@@ -1,34 +1,213 @@
 """Which artwork a title is shown with, and the probability the choice had (the bandit's propensity).
 
-Bundles carry no artwork list yet, so every title has ``n`` variants named ``<item>:a<k>`` (k = 0..n-1).
-Without a usable policy the service picks one uniformly, propensity ``1/n``: a logging policy every
-candidate policy has support under. A bundle's policy file (``bundle.policy``) is not read yet: its
-parameters have no agreed layout for serving, so it is reported and the uniform choice stays.
+Two choosers, one interface (:meth:`choose` over the titles of a page):
+
+- :class:`SyntheticArtwork`: a bundle without an artwork policy. Every title has ``n`` variants named
+  ``<item>:a<k>``, picked uniformly (propensity ``1/n``), with no features a policy could learn from.
+- :class:`PolicyArtwork`: an artwork policy file (``marquee-artwork-policy``, written by
+  ``python -m marquee.bandit ... save_policies=true``). The file carries its *layout*: each title's
+  artworks, each showing one genre or tone (the arm features, one-hot), and how the member context is
+  built (genre taste of the history, z-scored with the training log's mean and sd, clipped to ±3, and
+  the one-hot hour bucket), exactly as :class:`marquee.bandits.simulator.ArtworkSimulator` builds them.
+  ``kind: uniform`` picks uniformly among the layout's artworks; ``kind: linear`` is ε-greedy over the
+  linear reward model ``[1, context] ⊗ arm · θ`` that LinUCB or linear TS fitted (the greedy arm by the
+  posterior mean; ties split evenly), so every artwork keeps probability ≥ ε / K and any other policy can
+  be valued from its log. Titles the layout lacks fall back to the synthetic variants.
+
+Both log, per impression, the member context and the title's arm features and ids, which is what the
+off-policy estimators read. Numpy only: the service imports no torch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+FORMAT, VERSION = "marquee-artwork-policy", 1
 UNIFORM = "uniform-random v1"
+HOUR_BUCKETS = ("night", "morning", "afternoon", "evening")  # hours 0-5, 6-11, 12-17, 18-23, as the simulator's
 
 
-class ArtworkChooser:
+class PolicyFileError(ValueError):
+    """An artwork policy file that cannot be served: the message names the file and what is wrong."""
+
+
+@dataclass
+class Choice:
+    """The artwork shown for one title, and what a later off-policy estimate needs to know about the choice."""
+
+    artwork: str  # its name, "<raw item>:<genre or tone>" (or "<raw item>:a<k>" for synthetic variants)
+    arm: int  # the chosen artwork's id
+    propensity: float  # the probability it had
+    arms: list[int]  # every artwork of the title, in slot order
+    arm_features: list[list[float]]  # (K, f) the features of each
+
+
+def policy_id(policy: dict[str, Any]) -> str:
+    """A short content hash of a policy file: what impressions name, so a readout finds the right parameters."""
+    return hashlib.sha256(json.dumps(policy, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_policy(path: str | Path) -> dict[str, Any]:
+    """Read and check a policy file (see :func:`check_policy`)."""
+    path = Path(path).expanduser()
+    try:
+        policy = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise PolicyFileError(f"'{path}' is not a readable artwork policy file: {err}") from err
+    return check_policy(policy, str(path))
+
+
+def check_policy(policy: dict[str, Any], where: str = "policy") -> dict[str, Any]:
+    """``policy`` if it is a servable ``marquee-artwork-policy``; PolicyFileError naming the first problem."""
+    if not isinstance(policy, dict) or policy.get("format") != FORMAT:
+        raise PolicyFileError(f"{where}: not a {FORMAT} file (its 'format' is {policy.get('format')!r})"
+                              if isinstance(policy, dict) else f"{where}: not a JSON object")
+    if int(policy.get("version", 0)) > VERSION:
+        raise PolicyFileError(f"{where}: version {policy['version']} is newer than this marquee reads ({VERSION})")
+    kind = policy.get("kind")
+    if kind not in ("uniform", "linear"):
+        raise PolicyFileError(f"{where}: kind must be 'uniform' or 'linear', got {kind!r}")
+    layout = policy.get("layout") or {}
+    for key in ("genres", "taste_mean", "taste_std", "arm_features", "titles"):
+        if key not in layout:
+            raise PolicyFileError(f"{where}: layout.{key} is missing")
+    g, f = len(layout["genres"]), len(layout["arm_features"])
+    if len(layout["taste_mean"]) != g or len(layout["taste_std"]) != g:
+        raise PolicyFileError(f"{where}: layout.taste_mean and taste_std need one value per genre ({g})")
+    bad = next((t for t, arms in layout["titles"].items() if not arms or any(not 0 <= a < f for a in arms)), None)
+    if bad is not None:
+        raise PolicyFileError(f"{where}: title {bad!r} has no artworks or an arm feature outside 0..{f - 1}")
+    if kind == "linear":
+        theta = np.asarray(policy.get("theta", []), dtype=np.float64)
+        d = g + len(HOUR_BUCKETS)
+        if theta.shape != ((d + 1) * f,) or not np.isfinite(theta).all():
+            raise PolicyFileError(f"{where}: theta needs {(d + 1) * f} finite values ((1 + {d} context) x {f} arm "
+                                  f"features), got {theta.size}")
+        if not 0.0 < float(policy.get("epsilon", -1)) <= 1.0:
+            raise PolicyFileError(f"{where}: epsilon must be in (0, 1] so that every artwork keeps a chance "
+                                  f"(an estimate from this policy's log needs it), got {policy.get('epsilon')!r}")
+    return policy
+
+
+def layout_id(policy: dict[str, Any]) -> str:
+    """A hash of the layout alone: two policies can share an A/B test (and value each other) only if it is equal."""
+    return hashlib.sha256(json.dumps(policy["layout"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+class SyntheticArtwork:
     """Uniform choice among a title's ``n`` artwork variants; the arm id of variant k of internal item i is i*n + k."""
 
-    def __init__(self, n: int = 4, seed: int | None = None, bundle_policy: bool = False):
+    def __init__(self, n: int = 4, seed: int | None = None):
         if n < 1:
             raise ValueError(f"artworks per title must be >= 1, got {n}")
+        self.context_names: list[str] = []
         self.n, self.rng, self.lock = n, np.random.default_rng(seed), threading.Lock()
-        self.name = UNIFORM + (" (the bundle's policy file is not wired yet)" if bundle_policy else "")
+        self.name, self.id, self.policy = UNIFORM, UNIFORM, None
 
-    def arms(self, item: int) -> list[int]:
-        return [item * self.n + k for k in range(self.n)]
+    def context(self, genres_of_history: list[frozenset[str]], hour: int) -> list[float]:
+        return []
 
-    def choose(self, item: int, raw_item: object) -> tuple[str, int, float]:
-        """``(artwork name, arm id, propensity)`` for one shown title."""
+    def choose(self, items: list[int], raw_items: list[object], context: list[float]) -> list[Choice]:
         with self.lock:  # requests run on a thread pool; a Generator is not thread-safe
-            k = int(self.rng.integers(self.n))
-        return f"{raw_item}:a{k}", item * self.n + k, 1.0 / self.n
+            slots = self.rng.integers(self.n, size=len(items))
+        eye = np.eye(self.n).tolist()
+        return [Choice(f"{raw}:a{k}", item * self.n + int(k), 1.0 / self.n, [item * self.n + j for j in range(self.n)],
+                       eye) for item, raw, k in zip(items, raw_items, slots, strict=True)]
+
+
+class PolicyArtwork:
+    """The artworks and choices of a policy file (see the module's doc); ``fallback`` serves unknown titles."""
+
+    def __init__(self, policy: dict[str, Any], seed: int | None = None, fallback: SyntheticArtwork | None = None,
+                 where: str = "policy"):
+        self.policy = check_policy(policy, where)
+        layout = policy["layout"]
+        self.genres = list(layout["genres"])
+        self.genre_index = {g: j for j, g in enumerate(self.genres)}
+        self.mean = np.asarray(layout["taste_mean"], dtype=np.float64)  # (G,)
+        self.std = np.maximum(np.asarray(layout["taste_std"], dtype=np.float64), 1e-6)  # (G,)
+        self.features = list(layout["arm_features"])
+        self.titles = {str(t): [int(a) for a in arms] for t, arms in layout["titles"].items()}
+        self.arm_base = {t: i * 64 for i, t in enumerate(sorted(self.titles))}  # arm id = base + slot
+        self.kind, self.epsilon = policy["kind"], float(policy.get("epsilon", 1.0))
+        d, f = len(self.genres) + len(HOUR_BUCKETS), len(self.features)
+        self.theta = (np.asarray(policy["theta"], dtype=np.float64).reshape(d + 1, f) if self.kind == "linear"
+                      else None)  # (1 + d, f): a one-hot arm's score is ([1, context] @ theta)[its feature]
+        self.context_names = [f"taste:{g}" for g in self.genres] + [f"hour:{b}" for b in HOUR_BUCKETS]
+        self.name = str(policy.get("name", self.kind))
+        self.id = policy_id(policy)
+        self.layout = layout_id(policy)
+        self.rng, self.lock = np.random.default_rng(seed), threading.Lock()
+        self.fallback = fallback or SyntheticArtwork(4, seed)
+
+    def context(self, genres_of_history: list[frozenset[str]], hour: int) -> list[float]:
+        """(G + 4,) the member context: z-scored genre shares of the history, then the hour bucket's one-hot."""
+        shares = np.zeros(len(self.genres))
+        for genres in genres_of_history:  # each title spreads one unit over its (known) genres
+            known = [self.genre_index[g] for g in genres if g in self.genre_index]
+            if known:
+                shares[known] += 1.0 / len(known)
+        total = shares.sum()
+        taste = np.clip(((shares / total if total else shares) - self.mean) / self.std, -3.0, 3.0)
+        bucket = np.zeros(len(HOUR_BUCKETS))
+        bucket[min(int(hour) // 6, len(HOUR_BUCKETS) - 1)] = 1.0
+        return [*taste.tolist(), *bucket.tolist()]
+
+    def probabilities(self, context: np.ndarray, arms: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """(n, K) the policy's distribution over each row's artworks: ``context`` (n, G + 4), ``arms`` (n, K) the
+        feature index of each artwork, ``mask`` (n, K) which slots hold one (default all)."""
+        mask = np.ones(arms.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        uniform = mask / mask.sum(axis=1, keepdims=True)
+        if self.kind == "uniform":
+            return uniform
+        with_bias = np.concatenate([np.ones((len(context), 1)), np.asarray(context, dtype=np.float64)], axis=1)
+        scores = np.where(mask, np.take_along_axis(with_bias @ self.theta, np.where(mask, arms, 0), axis=1),
+                          -np.inf)  # (n, K)
+        best = np.isclose(scores, scores.max(axis=1, keepdims=True), rtol=0.0, atol=1e-12) & mask
+        return (1.0 - self.epsilon) * best / best.sum(axis=1, keepdims=True) + self.epsilon * uniform
+
+    def choose(self, items: list[int], raw_items: list[object], context: list[float]) -> list[Choice]:
+        known = [str(r) in self.titles for r in raw_items]
+        others = iter(self.fallback.choose([i for i, k in zip(items, known) if not k],
+                                           [r for r, k in zip(raw_items, known) if not k], context))
+        with self.lock:
+            draws = self.rng.random(len(items))
+        eye = np.eye(len(self.features))
+        rows = [i for i, k in enumerate(known) if k]
+        arms = [np.asarray(self.titles[str(raw_items[i])]) for i in rows]  # each (K_t,) feature index per artwork
+        width = max((len(a) for a in arms), default=1)
+        slots = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=bool)
+        for r, a in enumerate(arms):
+            slots[r, : len(a)], mask[r, : len(a)] = a, True
+        p = self.probabilities(np.tile(np.asarray(context, dtype=np.float64), (len(rows), 1)), slots, mask)
+        mine = iter(range(len(rows)))
+        choices = []
+        for raw, is_known, u in zip(raw_items, known, draws, strict=True):
+            if not is_known:
+                choices.append(next(others))
+                continue
+            r = next(mine)
+            k = int(mask[r].sum())
+            cdf = np.cumsum(p[r, :k])
+            slot = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), k - 1)
+            base = self.arm_base[str(raw)]
+            choices.append(Choice(f"{raw}:{self.features[arms[r][slot]]}", base + slot, float(p[r, slot]),
+                                  [base + j for j in range(k)], eye[arms[r]].tolist()))
+        return choices
+
+
+def artwork_chooser(policy: dict[str, Any] | None, artworks: int = 4, seed: int | None = None,
+                    where: str = "policy") -> SyntheticArtwork | PolicyArtwork:
+    """The chooser for a bundle's (or the command line's) policy; a bundle without one gets synthetic variants."""
+    fallback = SyntheticArtwork(artworks, seed)
+    if policy is None:
+        return fallback
+    return PolicyArtwork(policy, seed, fallback, where)

@@ -89,6 +89,17 @@ class ImpressionLog:
                 raise KeyError(record["impression_id"])
             self._append(EVENTS, [record])
 
+    def keep_policy(self, policy_id: str, policy: dict[str, Any]) -> Path:
+        """Keep the artwork policy the impressions name by ``policy_id`` as ``policies/<policy_id>.json``, once."""
+        path = self.dir / "policies" / f"{policy_id}.json"
+        with self.lock:
+            if not path.is_file():
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text(json.dumps(policy))
+                os.replace(tmp, path)
+        return path
+
     def close(self) -> None:
         for f in self.files.values():
             f.close()
@@ -120,18 +131,21 @@ def compact(log_dir: str | Path, out_dir: str | Path | None = None) -> dict[str,
     joined = impressions.assign(
         events=[json.dumps(e) for e in own], played=[any(e["event"] in REWARDING for e in es) for es in own],
         last_value=[es[-1].get("value") if es else None for es in own])
-    for column in ("history", "context", "candidates", "arms", "context_vector"):  # nested: kept as JSON text
-        joined[column] = joined[column].map(json.dumps)
+    one_hot = [[[float(j == k) for j in range(len(a))] for k in range(len(a))] for a in impressions["arms"]]
+    if "arm_features" in impressions:  # older lines lack them: their synthetic variants are one-hot by slot
+        one_hot = [f if isinstance(f, list) else o for f, o in zip(impressions["arm_features"], one_hot)]
+    for column in ("history", "context", "candidates", "arms", "context_vector", "arm_features"):  # JSON text
+        if column in joined:
+            joined[column] = joined[column].map(json.dumps)
     paths = {"joined": out / "joined.parquet", "artwork_log": out / "artwork_log.parquet"}
     tmp = paths["joined"].with_name(f".{paths['joined'].name}.tmp")
     joined.to_parquet(tmp, index=False)
     os.replace(tmp, paths["joined"])
-    n_arms = impressions["arms"].map(len)
     write_artwork_log(pd.DataFrame({
         "impression_id": range(1, len(impressions) + 1), "timestamp": impressions["time"].astype("int64"),
         "user_id": impressions["user"], "title_id": impressions["item"], "position": impressions["row"],
         "hour": impressions["hour"], "context": impressions["context_vector"], "arms": impressions["arms"],
-        "arm_features": [[[float(j == k) for j in range(n)] for k in range(n)] for n in n_arms],
+        "arm_features": one_hot,
         "chosen": impressions["arm"], "propensity": impressions["propensity"],
         "reward": [float(p) for p in joined["played"]], "policy": impressions["policy"]}),
         paths["artwork_log"], context_names=impressions["context_names"].iloc[0])

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from marquee.diversity import mmr
 from marquee.export.bundle import Bundle
-from marquee.serving.artwork import ArtworkChooser
+from marquee.serving.artwork import Choice, PolicyArtwork, SyntheticArtwork
 from marquee.serving.histories import History
 from marquee.serving.rows import Catalog, PageRow, build_rows
 
@@ -44,42 +45,20 @@ class Shown:
 
     item: int
     score: float
-    artwork: str
-    arm: int
-    propensity: float
+    choice: Choice
 
 
 @dataclass
 class Page:
     rows: list[tuple[PageRow, list[Shown]]] = field(default_factory=list)
     candidates: list[int] = field(default_factory=list)  # what ranking saw, best first
-
-
-def mmr(items: np.ndarray, scores: np.ndarray, genres: list[frozenset[str]], weight: float, k: int) -> np.ndarray:
-    """Maximal marginal relevance: ``items`` (best first) reordered so the first ``k`` trade score for genre variety.
-
-    Each pick maximizes ``(1 - weight) * score - weight * max Jaccard(genres, picked genres)``, scores scaled to
-    [0, 1]; ``weight`` 0 keeps the ranking as it is. The items after the first ``k`` keep their order.
-    """
-    if weight <= 0 or len(items) < 2:
-        return items
-    span = float(scores.max() - scores.min()) or 1.0
-    relevance = (scores - scores.min()) / span
-    left, picked = list(range(len(items))), []
-    for _ in range(min(k, len(items))):
-        def value(i: int) -> float:
-            overlap = max((len(genres[i] & genres[j]) / (len(genres[i] | genres[j]) or 1) for j in picked), default=0.0)
-            return (1 - weight) * relevance[i] - weight * overlap
-        best = max(left, key=value)  # the earliest (best ranked) of equal values
-        picked.append(best)
-        left.remove(best)
-    return items[picked + left]
+    context: list[float] = field(default_factory=list)  # the member context the artwork policy saw
 
 
 class Pipeline:
     """The stages of a request over one loaded bundle."""
 
-    def __init__(self, bundle: Bundle, artwork: ArtworkChooser):
+    def __init__(self, bundle: Bundle, artwork: SyntheticArtwork | PolicyArtwork):
         self.bundle, self.artwork = bundle, artwork
         system = bundle.system
         cascade = system["kind"] == "cascade"
@@ -94,7 +73,7 @@ class Pipeline:
                 "target_dow": np.array([dow + 1]), "target_device": np.array([device], np.int64)}
 
     def run(self, history: History, inputs: dict[str, np.ndarray], k: int, n_rows: int, diversity: float,
-            timings: Timings) -> Page:
+            timings: Timings, hour: int = 0) -> Page:
         bundle, n_items = self.bundle, self.bundle.n_items
         seen = np.unique(history.items)
         with timings.stage("retrieve"):
@@ -121,12 +100,10 @@ class Pipeline:
             rows = build_rows(self.catalog, candidates, scores, history.items, rank_items, n_rows, k)
         page = Page(candidates=[int(i) for i in candidates])
         with timings.stage("artwork"):
-            raw = bundle.items.raw([item for row in rows for item, _ in row.items]) if rows else []
-            names = iter(raw)
+            shown_items = [item for row in rows for item, _ in row.items]
+            raw = list(bundle.items.raw(shown_items)) if shown_items else []
+            page.context = self.artwork.context([self.catalog.genres[i] for i in history.items if i > 0], hour)
+            choices = iter(self.artwork.choose(shown_items, raw, page.context))
             for row in rows:
-                shown = []
-                for item, score in row.items:
-                    artwork, arm, propensity = self.artwork.choose(item, next(names))
-                    shown.append(Shown(item, score, artwork, arm, propensity))
-                page.rows.append((row, shown))
+                page.rows.append((row, [Shown(item, score, next(choices)) for item, score in row.items]))
         return page
