@@ -19,7 +19,7 @@ from marquee.serve import ArgumentError, parse
 from marquee.serving.ab import ab_readout, bucket, member_key
 from marquee.serving.ab import main as ab_main
 from marquee.serving.app import create_app
-from marquee.serving.impressions import EVENTS, IMPRESSIONS, read_lines
+from marquee.serving.impressions import EVENTS, IMPRESSIONS, read_impressions
 from tests.test_serving import N_HISTORIES, _free_port, bundle, bundle_dir, histories, run_dir  # noqa: F401 - module fixtures
 
 
@@ -75,7 +75,7 @@ def test_two_bundles_side_by_side_each_member_keeps_its_variant_across_restarts(
             shown = next(t for t in page["rows"][0]["items"])
             assert c.post("/events", json={"impression_id": shown["impression_id"], "event": "play"}).status_code == 200
     assert {v for v, _ in seen.values()} == {"A", "B"}
-    logged = list(read_lines(log / IMPRESSIONS))
+    logged = list(read_impressions(log / IMPRESSIONS))
     assert len(logged) == 2 * 2 * len(members) + 2 * len(members)
     for record in logged:
         assert record["variant"] in ("A", "B") and record["bundle_id"] == ids[record["variant"]]
@@ -91,7 +91,7 @@ def test_a_single_bundle_service_stays_as_it_was(bundle_dir, tmp_path):  # noqa:
         assert health["variants"] == [] and health["split"] is None
         page = _ask(c, {"history": [1, 2]})
     assert page["variant"] is None
-    assert {r["variant"] for r in read_lines(tmp_path / IMPRESSIONS)} == {None}
+    assert {r["variant"] for r in read_impressions(tmp_path / IMPRESSIONS)} == {None}
     with pytest.raises(ValueError, match="not an A/B log"):
         ab_readout(tmp_path)
 

@@ -17,7 +17,7 @@ import pytest
 
 from marquee.compare import main as compare
 from marquee.serving.ab import ab_readout
-from marquee.serving.impressions import EVENTS, IMPRESSIONS, compact, read_lines
+from marquee.serving.impressions import EVENTS, IMPRESSIONS, compact, read_impressions, read_lines
 from tests.test_serving import N_HISTORIES, _free_port, _start, bundle, bundle_dir, histories, run_dir  # noqa: F401
 from tests.test_serving_ab import bundle_b  # noqa: F401
 
@@ -58,7 +58,7 @@ def test_train_export_serve_log_kill_restart_and_the_bandit_and_ab_readout_read_
     os.killpg(second.pid, signal.SIGKILL)
     second.wait()
 
-    impressions, events = list(read_lines(log_dir / IMPRESSIONS)), list(read_lines(log_dir / EVENTS))
+    impressions, events = list(read_impressions(log_dir / IMPRESSIONS)), list(read_lines(log_dir / EVENTS))
     assert len(impressions) == shown + more[0] and len(events) == played + more[1]  # every acknowledged line
 
     readout = ab_readout(log_dir)

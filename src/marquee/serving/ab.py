@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_SALT = "marquee-ab-v1"
-IMPRESSIONS, EVENTS = "impressions.jsonl", "events.jsonl"  # as marquee.serving.impressions names them
-REWARDING = ("play",)
+from marquee.serving.impressions import EVENTS, IMPRESSIONS, REWARDING, read_impressions
 
 
 def member_key(user_id: object | None, key: str | None, history: Sequence[object] | None) -> str | None:
@@ -140,7 +139,7 @@ def _boot_rates(plays: np.ndarray, shown: np.ndarray, reps: int, rng: np.random.
 def ab_readout(log_dir: str | Path, reps: int = 2000, seed: int = 0) -> Readout:
     """The A/B readout of a service log folder (see the module's doc); ValueError without two variants."""
     log_dir = Path(log_dir).expanduser()
-    impressions = _read(log_dir / IMPRESSIONS)
+    impressions = list(read_impressions(log_dir / IMPRESSIONS))
     if not impressions:
         raise ValueError(f"'{log_dir / IMPRESSIONS}' holds no impressions")
     played = {e["impression_id"] for e in _read(log_dir / EVENTS) if e.get("event") in REWARDING}
@@ -198,7 +197,8 @@ def off_policy(log_dir: Path, impressions: list[dict[str, Any]], played: set[str
         return []
     out = []
     for logged in sorted(policies):
-        rows = [r for r in impressions if str(r.get("variant")) == logged and r.get("policy_id") == ids[logged]]
+        rows = [r for r in impressions if str(r.get("variant")) == logged and r.get("policy_id") == ids[logged]
+                and r.get("arm_features")]  # a title without features (not in the layout): no policy chose it
         if not rows:
             continue
         context = np.array([r["context_vector"] for r in rows], dtype=np.float64)  # (n, d)

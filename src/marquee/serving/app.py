@@ -138,31 +138,32 @@ class Service:
         context_vector = page.context or [hour / 23, dow / 6, *(float(device == d + 1) for d in range(len(self.devices)))]
         context_names = self.artwork.context_names or self.context_names
         shown_ids = [_plain(r) for r in raw([s.item for _, shown in page.rows for s in shown])] if page.rows else []
-        records, rows, position = [], [], 0
+        shown_titles, rows, position = [], [], 0
         for row_index, (row, shown) in enumerate(page.rows):
             titles = []
             for s in shown:
                 impression = new_id()
                 item_raw = shown_ids[position]
                 position += 1
-                records.append({
-                    "impression_id": impression, "request_id": request_id, "time": stamp,
-                    "user_id": None if request.user_id is None else str(request.user_id), "user": user,
-                    "history": history_raw, "context": {"hour": hour, "dow": dow, "device": context.device},
-                    "context_vector": context_vector, "context_names": context_names, "hour": hour,
-                    "row": row_index, "row_title": row.title, "item_id": item_raw, "item": s.item,
-                    "score": s.score, "candidates": shown_ids, "arms": s.choice.arms,
-                    "arm_features": s.choice.arm_features, "artwork": s.choice.artwork, "arm": s.choice.arm,
-                    "slot": s.choice.arms.index(s.choice.arm), "propensity": s.choice.propensity,
-                    "policy": self.artwork.name, "policy_id": self.artwork.id, "bundle_id": self.bundle_id,
-                    "variant": self.variant, "member": member})
+                shown_titles.append({
+                    "impression_id": impression, "row": row_index, "row_title": row.title, "item_id": item_raw,
+                    "item": s.item, "score": s.score, "arms": s.choice.arms, "arm_features": s.choice.arm_features,
+                    "artwork": s.choice.artwork, "arm": s.choice.arm, "slot": s.choice.arms.index(s.choice.arm),
+                    "propensity": s.choice.propensity})
                 titles.append(Title(item_id=item_raw, title=catalog.titles[s.item],
                                     genres=sorted(catalog.genres[s.item]), score=s.score, artwork=s.choice.artwork,
                                     propensity=s.choice.propensity, impression_id=impression))
             rows.append(Row(title=row.title, reason=row.reason, items=titles))
         with timings.stage("log"):
-            if records:
-                self.log.impressions(records)
+            if shown_titles:  # one line per page: what the titles share is written once
+                self.log.page({
+                    "request_id": request_id, "time": stamp, "member": member, "variant": self.variant,
+                    "user_id": None if request.user_id is None else str(request.user_id), "user": user,
+                    "history": history_raw, "context": {"hour": hour, "dow": dow, "device": context.device},
+                    "context_vector": context_vector, "context_names": context_names, "hour": hour,
+                    "candidates": shown_ids, "policy": self.artwork.name, "policy_id": self.artwork.id,
+                    "n_arm_features": self.artwork.n_features, "bundle_id": self.bundle_id,
+                    "impressions": shown_titles})
         return RecommendResponse(request_id=request_id, bundle_id=self.bundle_id, policy=self.artwork.name, rows=rows,
                                  variant=self.variant)
 

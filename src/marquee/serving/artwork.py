@@ -12,7 +12,8 @@ Two choosers, one interface (:meth:`choose` over the titles of a page):
   ``kind: uniform`` picks uniformly among the layout's artworks; ``kind: linear`` is ε-greedy over the
   linear reward model ``[1, context] ⊗ arm · θ`` that LinUCB or linear TS fitted (the greedy arm by the
   posterior mean; ties split evenly), so every artwork keeps probability ≥ ε / K and any other policy can
-  be valued from its log. Titles the layout lacks fall back to the synthetic variants.
+  be valued from its log. Titles the layout lacks fall back to the synthetic variants, logged without arm
+  features (so that compaction leaves them out of the bandit's log: no policy of this layout chose them).
 
 Both log, per impression, the member context and the title's arm features and ids, which is what the
 off-policy estimators read. Numpy only: the service imports no torch.
@@ -46,7 +47,7 @@ class Choice:
     arm: int  # the chosen artwork's id
     propensity: float  # the probability it had
     arms: list[int]  # every artwork of the title, in slot order
-    arm_features: list[list[float]]  # (K, f) the features of each
+    arm_features: list[int]  # (K,) the one feature each shows, an index into the chooser's ``n_features``
 
 
 def policy_id(policy: dict[str, Any]) -> str:
@@ -110,6 +111,7 @@ class SyntheticArtwork:
         self.context_names: list[str] = []
         self.n, self.rng, self.lock = n, np.random.default_rng(seed), threading.Lock()
         self.name, self.id, self.policy = UNIFORM, UNIFORM, None
+        self.n_features = n  # a synthetic variant's only feature is its own slot
 
     def context(self, genres_of_history: list[frozenset[str]], hour: int) -> list[float]:
         return []
@@ -117,9 +119,8 @@ class SyntheticArtwork:
     def choose(self, items: list[int], raw_items: list[object], context: list[float]) -> list[Choice]:
         with self.lock:  # requests run on a thread pool; a Generator is not thread-safe
             slots = self.rng.integers(self.n, size=len(items))
-        eye = np.eye(self.n).tolist()
         return [Choice(f"{raw}:a{k}", item * self.n + int(k), 1.0 / self.n, [item * self.n + j for j in range(self.n)],
-                       eye) for item, raw, k in zip(items, raw_items, slots, strict=True)]
+                       list(range(self.n))) for item, raw, k in zip(items, raw_items, slots, strict=True)]
 
 
 class PolicyArtwork:
@@ -134,6 +135,7 @@ class PolicyArtwork:
         self.mean = np.asarray(layout["taste_mean"], dtype=np.float64)  # (G,)
         self.std = np.maximum(np.asarray(layout["taste_std"], dtype=np.float64), 1e-6)  # (G,)
         self.features = list(layout["arm_features"])
+        self.n_features = len(self.features)
         self.titles = {str(t): [int(a) for a in arms] for t, arms in layout["titles"].items()}
         self.arm_base = {t: i * 64 for i, t in enumerate(sorted(self.titles))}  # arm id = base + slot
         self.kind, self.epsilon = policy["kind"], float(policy.get("epsilon", 1.0))
@@ -179,7 +181,6 @@ class PolicyArtwork:
                                            [r for r, k in zip(raw_items, known) if not k], context))
         with self.lock:
             draws = self.rng.random(len(items))
-        eye = np.eye(len(self.features))
         rows = [i for i, k in enumerate(known) if k]
         arms = [np.asarray(self.titles[str(raw_items[i])]) for i in rows]  # each (K_t,) feature index per artwork
         width = max((len(a) for a in arms), default=1)
@@ -191,8 +192,10 @@ class PolicyArtwork:
         mine = iter(range(len(rows)))
         choices = []
         for raw, is_known, u in zip(raw_items, known, draws, strict=True):
-            if not is_known:
-                choices.append(next(others))
+            if not is_known:  # synthetic variants: no features in this layout, left out of the bandit's log
+                choice = next(others)
+                choice.arm_features = []
+                choices.append(choice)
                 continue
             r = next(mine)
             k = int(mask[r].sum())
@@ -200,7 +203,7 @@ class PolicyArtwork:
             slot = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), k - 1)
             base = self.arm_base[str(raw)]
             choices.append(Choice(f"{raw}:{self.features[arms[r][slot]]}", base + slot, float(p[r, slot]),
-                                  [base + j for j in range(k)], eye[arms[r]].tolist()))
+                                  [base + j for j in range(k)], arms[r].tolist()))
         return choices
 
 

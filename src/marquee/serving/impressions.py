@@ -1,8 +1,13 @@
 """The durable impression and event log, and its compaction into Parquet for the bandit.
 
-``<log_dir>/impressions.jsonl`` holds one JSON line per title shown and ``<log_dir>/events.jsonl`` one per
-member action (``POST /events``). Every append is written, flushed and fsynced before the service answers,
-so whatever a client was told is on disk even if the process is killed right after. A line cut short by a
+``<log_dir>/impressions.jsonl`` holds one JSON line per page served: what the whole page shares (member,
+history, context, candidates, policy, variant) once, and under ``impressions`` one entry per title shown
+(its impression id, row, score, artwork, arms, the feature index each arm shows, propensity).
+:func:`read_impressions` flattens pages into one record per impression (lines of the older layout, one per
+impression, read as they are). ``<log_dir>/events.jsonl`` holds one line per member action (``POST
+/events``). Every append is written, flushed and fsynced before the service answers, so whatever a client
+was told is on disk even if the process is killed right after; concurrent requests share one fsync (group
+commit: the first waiter syncs everything written so far, the others wait for it). A line cut short by a
 crash (never acknowledged) is cut off when the log is reopened.
 
 :func:`compact` joins the two into ``joined.parquet`` (every column) and ``artwork_log.parquet``, the
@@ -49,6 +54,20 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
+def read_impressions(path: Path) -> Iterator[dict[str, Any]]:
+    """One record per impression: each page's shared fields with each of its titles' own; ``arm_features`` as
+    one-hot rows of ``n_arm_features`` (empty for a title without features)."""
+    for line in read_lines(path):
+        titles = line.pop("impressions", None)
+        if titles is None:  # the older layout: already one line per impression
+            yield line
+            continue
+        n = line.get("n_arm_features", 0)
+        for title in titles:
+            ids = title.get("arm_features", [])
+            yield {**line, **title, "arm_features": [[float(j == i) for j in range(n)] for i in ids]}
+
+
 class ImpressionLog:
     """Append-only impressions and events under ``log_dir``; knows every impression id it holds."""
 
@@ -56,12 +75,15 @@ class ImpressionLog:
         self.dir = Path(log_dir).expanduser().resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
+        self.synced = threading.Condition()  # group commit: who syncs, and how far the files are durable
+        self.written = self.durable = 0  # appends written to the files, and how many of them are fsynced
+        self.syncing = False
         self.files = {}
         for name in (IMPRESSIONS, EVENTS):
             _repair(self.dir / name)
             self.files[name] = open(self.dir / name, "a", encoding="utf-8")  # noqa: SIM115 - open for the log's life
         self._fsync_dir()
-        self.known = {r["impression_id"] for r in read_lines(self.dir / IMPRESSIONS)}
+        self.known = {r["impression_id"] for r in read_impressions(self.dir / IMPRESSIONS)}
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY)
@@ -70,24 +92,55 @@ class ImpressionLog:
         finally:
             os.close(fd)
 
-    def _append(self, name: str, records: list[dict[str, Any]]) -> None:
-        f = self.files[name]
-        f.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
+    def _append(self, name: str, records: list[dict[str, Any]]) -> int:
+        """Write ``records`` (under ``self.lock``); returns the append's number for :meth:`_wait_durable`."""
+        self.files[name].write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+        self.written += 1
+        return self.written
+
+    def _wait_durable(self, number: int) -> None:
+        """Return once append ``number`` is fsynced: sync everything written so far, or wait for whoever does."""
+        with self.synced:
+            while self.durable < number:
+                if self.syncing:
+                    self.synced.wait()
+                    continue
+                self.syncing = True
+                self.synced.release()
+                try:
+                    with self.lock:
+                        upto = self.written
+                        for f in self.files.values():
+                            f.flush()
+                    for f in self.files.values():
+                        os.fsync(f.fileno())
+                finally:
+                    self.synced.acquire()
+                    self.syncing = False
+                self.durable = max(self.durable, upto)
+                self.synced.notify_all()
+
+    def page(self, record: dict[str, Any]) -> None:
+        """Append one page (its titles under ``impressions``), durably, before the service answers."""
+        with self.lock:
+            number = self._append(IMPRESSIONS, [record])
+            self.known.update(t["impression_id"] for t in record["impressions"])
+        self._wait_durable(number)
 
     def impressions(self, records: list[dict[str, Any]]) -> None:
-        """Append the impressions of one page, durably, in one write."""
+        """Append impressions in the one-line-per-impression layout, durably, in one write."""
         with self.lock:
-            self._append(IMPRESSIONS, records)
+            number = self._append(IMPRESSIONS, records)
             self.known.update(r["impression_id"] for r in records)
+        self._wait_durable(number)
 
     def event(self, record: dict[str, Any]) -> None:
         """Append a member's event; KeyError when its impression id was never logged here."""
         with self.lock:
             if record["impression_id"] not in self.known:
                 raise KeyError(record["impression_id"])
-            self._append(EVENTS, [record])
+            number = self._append(EVENTS, [record])
+        self._wait_durable(number)
 
     def keep_policy(self, policy_id: str, policy: dict[str, Any]) -> Path:
         """Keep the artwork policy the impressions name by ``policy_id`` as ``policies/<policy_id>.json``, once."""
@@ -121,7 +174,7 @@ def compact(log_dir: str | Path, out_dir: str | Path | None = None) -> dict[str,
     log_dir = Path(log_dir).expanduser().resolve()
     out = Path(out_dir).expanduser().resolve() if out_dir else log_dir
     out.mkdir(parents=True, exist_ok=True)
-    impressions = pd.DataFrame(list(read_lines(log_dir / IMPRESSIONS)))
+    impressions = pd.DataFrame(list(read_impressions(log_dir / IMPRESSIONS)))
     if impressions.empty:
         raise ValueError(f"'{log_dir / IMPRESSIONS}' holds no impressions to compact")
     events: dict[str, list[dict[str, Any]]] = {}
@@ -141,12 +194,16 @@ def compact(log_dir: str | Path, out_dir: str | Path | None = None) -> dict[str,
     tmp = paths["joined"].with_name(f".{paths['joined'].name}.tmp")
     joined.to_parquet(tmp, index=False)
     os.replace(tmp, paths["joined"])
-    write_artwork_log(pd.DataFrame({
-        "impression_id": range(1, len(impressions) + 1), "timestamp": impressions["time"].astype("int64"),
+    bandit = pd.DataFrame({
+        "timestamp": impressions["time"].astype("int64"),
         "user_id": impressions["user"], "title_id": impressions["item"], "position": impressions["row"],
         "hour": impressions["hour"], "context": impressions["context_vector"], "arms": impressions["arms"],
-        "arm_features": one_hot,
-        "chosen": impressions["arm"], "propensity": impressions["propensity"],
-        "reward": [float(p) for p in joined["played"]], "policy": impressions["policy"]}),
-        paths["artwork_log"], context_names=impressions["context_names"].iloc[0])
+        "arm_features": one_hot, "chosen": impressions["arm"], "propensity": impressions["propensity"],
+        "reward": [float(p) for p in joined["played"]], "policy": impressions["policy"]})
+    # a title a policy's layout lacks was shown with synthetic artwork and no features: no policy chose it
+    bandit = bandit[[len(f) > 0 for f in one_hot]].reset_index(drop=True)
+    if bandit.empty:
+        raise ValueError(f"'{log_dir / IMPRESSIONS}': no impression has artwork features for the bandit's log")
+    bandit.insert(0, "impression_id", range(1, len(bandit) + 1))
+    write_artwork_log(bandit, paths["artwork_log"], context_names=impressions["context_names"].iloc[0])
     return paths
