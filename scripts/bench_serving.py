@@ -110,8 +110,26 @@ def describe(bundle: Path) -> dict | None:
             "fingerprint": (manifest.get("data") or {}).get("fingerprint"),
             "items": len(pd.read_parquet(items)) if items.is_file() else None,
             "users": len(pd.read_parquet(users)) if users.is_file() else None,
-            "epochs": epochs,
+            "epochs": epochs, "policy": policy_of(bundle, manifest),
             "bytes": sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())}
+
+
+def artwork_line(policy: dict | None) -> str:
+    if policy is None:
+        return "Artwork: no policy in the bundle; synthetic variants chosen uniformly."
+    how = f"ε-greedy, ε {policy['epsilon']}" if policy["kind"] == "linear" else policy["kind"]
+    return (f"Artwork: the bundle's policy `{policy['name']}` ({how}) over the artworks of {policy['titles']} titles, "
+            "chosen per title on every request.")
+
+
+def policy_of(bundle: Path, manifest: dict) -> dict | None:
+    """The bundle's artwork policy: its name, kind, ε and how many titles its layout covers (None: synthetic)."""
+    entry = (manifest.get("policy") or {}).get("file")
+    if not entry:
+        return None
+    policy = json.loads((bundle / entry).read_text())
+    return {"name": policy.get("name"), "kind": policy.get("kind"), "epsilon": policy.get("epsilon"),
+            "titles": len(policy.get("layout", {}).get("titles", {}))}
 
 
 # ---- prepare -----------------------------------------------------------------------------------
@@ -147,11 +165,17 @@ def prepare(args: argparse.Namespace) -> None:
     train = [sys.executable, "-m", "marquee.train", "experiment=cascade_ml100k", *epochs, *QUIET,
              "trainer.accelerator=cpu", f"torch_threads={os.cpu_count()}", *(TINY if args.tiny else []),
              f"hydra.run.dir={run_dir.relative_to(REPO)}"]
+    # the artwork policy the service runs: LinUCB trained on the artwork simulator over the same titles
+    policy = work / "bandit" / "policies" / "linucb.json"
+    bandit = [sys.executable, "-m", "marquee.bandit", "save_policies=true", "~policies.softmax", "~policies.linear_ts",
+              *(["data=synthetic"] if args.tiny else []), f"hydra.run.dir={(work / 'bandit').relative_to(REPO)}"]
     export = [sys.executable, "-m", "marquee.export", f"run_dir={run_dir.relative_to(REPO)}",
-              f"out={bundle.relative_to(REPO)}"]
-    train_s = export_s = None
+              f"out={bundle.relative_to(REPO)}", f"policy={policy.relative_to(REPO)}"]
+    train_s = export_s = bandit_s = None
     if not (run_dir / "checkpoints" / "model.pt").is_file():
         train_s = run(train, env)
+    if not policy.is_file():
+        bandit_s = run(bandit, env)
     if not (bundle / "manifest.json").is_file():
         export_s = run(export, env)
     if not histories.is_file():
@@ -162,8 +186,8 @@ def prepare(args: argparse.Namespace) -> None:
               f"delete {work.relative_to(REPO)} to train again", flush=True)
     stored = pd.read_parquet(histories)
     append({"step": "prepare", "name": name, "command": shown([sys.executable, *sys.argv]),
-            "epochs_requested": args.epochs, "train_s": train_s, "export_s": export_s,
-            "commands": [shown(c) for c in (train, export)], "data_dir": None if root is None else os.path.relpath(root, REPO),
+            "epochs_requested": args.epochs, "train_s": train_s, "export_s": export_s, "bandit_s": bandit_s,
+            "commands": [shown(c) for c in (train, bandit, export)], "data_dir": None if root is None else os.path.relpath(root, REPO),
             "histories": {"path": str(histories.relative_to(REPO)), "members": int(stored["user_id"].nunique()),
                           "events": len(stored)},
             **provenance(started, load_start, bundle)})
@@ -395,7 +419,8 @@ def render() -> None:
              f"Bundle: `{bundle['path']}` (id `{bundle['bundle_id']}`), a {bundle['system'].get('kind')} "
              f"(`{bundle['task_name']}`, data `{bundle['data']}`), {bundle['items']} titles, {bundle['users']} "
              f"members, {bundle['bytes'] / 2**20:.1f} MiB; epochs trained: "
-             + ", ".join(f"{k} {v}" for k, v in bundle["epochs"].items()) + ".", ""]
+             + ", ".join(f"{k} {v}" for k, v in bundle["epochs"].items()) + ".", "",
+             artwork_line(bundle.get("policy")), ""]
     if prepared:
         p = prepared[-1]
         lines += [(f"Histories: `{p['histories']['path']}`, {p['histories']['members']} members, "
