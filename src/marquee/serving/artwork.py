@@ -113,7 +113,10 @@ class SyntheticArtwork:
         self.name, self.id, self.policy = UNIFORM, UNIFORM, None
         self.n_features = n  # a synthetic variant's only feature is its own slot
 
-    def context(self, genres_of_history: list[frozenset[str]], hour: int) -> list[float]:
+    def bind(self, genres: list[frozenset[str]], raw_ids: list[object]) -> None:
+        """Nothing to precompute: synthetic variants have no layout."""
+
+    def context(self, history: np.ndarray, hour: int) -> list[float]:
         return []
 
     def choose(self, items: list[int], raw_items: list[object], context: list[float]) -> list[Choice]:
@@ -149,13 +152,28 @@ class PolicyArtwork:
         self.rng, self.lock = np.random.default_rng(seed), threading.Lock()
         self.fallback = fallback or SyntheticArtwork(4, seed)
 
-    def context(self, genres_of_history: list[frozenset[str]], hour: int) -> list[float]:
-        """(G + 4,) the member context: z-scored genre shares of the history, then the hour bucket's one-hot."""
-        shares = np.zeros(len(self.genres))
-        for genres in genres_of_history:  # each title spreads one unit over its (known) genres
-            known = [self.genre_index[g] for g in genres if g in self.genre_index]
-            if known:
-                shares[known] += 1.0 / len(known)
+    def bind(self, genres: list[frozenset[str]], raw_ids: list[object]) -> None:
+        """Tables by the bundle's internal ids (0: padding), built once so a request only indexes arrays:
+        each title's genre shares (n + 1, G), its artworks' feature indices and mask (n + 1, K), arm id base."""
+        n = len(genres) - 1
+        self.item_shares = np.zeros((n + 1, len(self.genres)))  # each title spreads one unit over its known genres
+        for i, gs in enumerate(genres):
+            known = [self.genre_index[g] for g in gs if g in self.genre_index]
+            if i and known:
+                self.item_shares[i, known] = 1.0 / len(known)
+        width = max((len(a) for a in self.titles.values()), default=1)
+        self.item_arms = np.zeros((n + 1, width), dtype=np.int64)
+        self.item_mask = np.zeros((n + 1, width), dtype=bool)
+        self.item_base = np.full(n + 1, -1, dtype=np.int64)  # -1: the layout lacks the title
+        for i, raw in enumerate(raw_ids, start=1):
+            arms = self.titles.get(str(raw))
+            if arms is not None:
+                self.item_arms[i, : len(arms)], self.item_mask[i, : len(arms)] = arms, True
+                self.item_base[i] = self.arm_base[str(raw)]
+
+    def context(self, history: np.ndarray, hour: int) -> list[float]:
+        """(G + 4,) the member context: z-scored genre shares of the history (internal ids), then the hour bucket."""
+        shares = self.item_shares[np.asarray(history, dtype=np.int64)].sum(axis=0)  # (G,)
         total = shares.sum()
         taste = np.clip(((shares / total if total else shares) - self.mean) / self.std, -3.0, 3.0)
         bucket = np.zeros(len(HOUR_BUCKETS))
@@ -176,34 +194,28 @@ class PolicyArtwork:
         return (1.0 - self.epsilon) * best / best.sum(axis=1, keepdims=True) + self.epsilon * uniform
 
     def choose(self, items: list[int], raw_items: list[object], context: list[float]) -> list[Choice]:
-        known = [str(r) in self.titles for r in raw_items]
-        others = iter(self.fallback.choose([i for i, k in zip(items, known) if not k],
-                                           [r for r, k in zip(raw_items, known) if not k], context))
+        ids = np.asarray(items, dtype=np.int64)  # (n,) internal ids
+        known = self.item_base[ids] >= 0
+        others = iter(self.fallback.choose(ids[~known].tolist(), [r for r, k in zip(raw_items, known) if not k], context))
         with self.lock:
-            draws = self.rng.random(len(items))
-        rows = [i for i, k in enumerate(known) if k]
-        arms = [np.asarray(self.titles[str(raw_items[i])]) for i in rows]  # each (K_t,) feature index per artwork
-        width = max((len(a) for a in arms), default=1)
-        slots = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=bool)
-        for r, a in enumerate(arms):
-            slots[r, : len(a)], mask[r, : len(a)] = a, True
-        p = self.probabilities(np.tile(np.asarray(context, dtype=np.float64), (len(rows), 1)), slots, mask)
-        mine = iter(range(len(rows)))
+            draws = self.rng.random(len(ids))
+        arms, mask = self.item_arms[ids[known]], self.item_mask[ids[known]]  # (m, K) each
+        p = self.probabilities(np.broadcast_to(np.asarray(context, dtype=np.float64), (len(arms), len(context))),
+                               arms, mask)  # (m, K)
+        cdf = np.cumsum(p, axis=1)
+        slots = np.minimum((cdf < draws[known][:, None] * cdf[:, -1:]).sum(axis=1), mask.sum(axis=1) - 1)  # (m,)
+        bases, widths, mine = self.item_base[ids[known]], mask.sum(axis=1), iter(range(len(arms)))
         choices = []
-        for raw, is_known, u in zip(raw_items, known, draws, strict=True):
+        for raw, is_known in zip(raw_items, known, strict=True):
             if not is_known:  # synthetic variants: no features in this layout, left out of the bandit's log
                 choice = next(others)
                 choice.arm_features = []
                 choices.append(choice)
                 continue
             r = next(mine)
-            k = int(mask[r].sum())
-            cdf = np.cumsum(p[r, :k])
-            slot = min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), k - 1)
-            base = self.arm_base[str(raw)]
-            choices.append(Choice(f"{raw}:{self.features[arms[r][slot]]}", base + slot, float(p[r, slot]),
-                                  [base + j for j in range(k)], arms[r].tolist()))
+            slot, base, k = int(slots[r]), int(bases[r]), int(widths[r])
+            choices.append(Choice(f"{raw}:{self.features[arms[r, slot]]}", base + slot, float(p[r, slot]),
+                                  list(range(base, base + k)), arms[r, :k].tolist()))
         return choices
 
 

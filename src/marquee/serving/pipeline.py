@@ -66,6 +66,7 @@ class Pipeline:
         self.ranker = bundle.stage(system["ranker"] if cascade else None)
         self.depth = int(system.get("n_candidates", 0)) if cascade else 0
         self.catalog = Catalog.from_bundle(bundle, self.retriever.item_vectors)
+        artwork.bind(self.catalog.genres, list(bundle.items.raw_ids))
 
     def inputs(self, history: History, user: int, hour: int, dow: int, device: int) -> dict[str, np.ndarray]:
         """Every stage's inputs for one request (batch of one); the context ids as ``features.json`` defines them."""
@@ -102,7 +103,7 @@ class Pipeline:
         with timings.stage("artwork"):
             shown_items = [item for row in rows for item, _ in row.items]
             raw = list(bundle.items.raw(shown_items)) if shown_items else []
-            page.context = self.artwork.context([self.catalog.genres[i] for i in history.items if i > 0], hour)
+            page.context = self.artwork.context(history.items[history.items > 0], hour)
             choices = iter(self.artwork.choose(shown_items, raw, page.context))
             for row in rows:
                 page.rows.append((row, [Shown(item, score, next(choices)) for item, score in row.items]))
