@@ -184,13 +184,19 @@ class PolicyArtwork:
         """(n, K) the policy's distribution over each row's artworks: ``context`` (n, G + 4), ``arms`` (n, K) the
         feature index of each artwork, ``mask`` (n, K) which slots hold one (default all)."""
         mask = np.ones(arms.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        uniform = mask / mask.sum(axis=1, keepdims=True)
         if self.kind == "uniform":
-            return uniform
+            return self._distribution(None, mask)
         with_bias = np.concatenate([np.ones((len(context), 1)), np.asarray(context, dtype=np.float64)], axis=1)
-        scores = np.where(mask, np.take_along_axis(with_bias @ self.theta, np.where(mask, arms, 0), axis=1),
-                          -np.inf)  # (n, K)
-        best = np.isclose(scores, scores.max(axis=1, keepdims=True), rtol=0.0, atol=1e-12) & mask
+        return self._distribution(np.take_along_axis(with_bias @ self.theta, np.where(mask, arms, 0), axis=1), mask)
+
+    def _distribution(self, scores: np.ndarray | None, mask: np.ndarray) -> np.ndarray:
+        """(n, K) ε-greedy over ``scores`` (n, K) within ``mask``, the best split evenly between ties; uniform
+        for ``scores=None``."""
+        uniform = mask / mask.sum(axis=1, keepdims=True)
+        if scores is None:
+            return uniform
+        scores = np.where(mask, scores, -np.inf)
+        best = (scores >= scores.max(axis=1, keepdims=True) - 1e-12) & mask
         return (1.0 - self.epsilon) * best / best.sum(axis=1, keepdims=True) + self.epsilon * uniform
 
     def choose(self, items: list[int], raw_items: list[object], context: list[float]) -> list[Choice]:
@@ -200,22 +206,27 @@ class PolicyArtwork:
         with self.lock:
             draws = self.rng.random(len(ids))
         arms, mask = self.item_arms[ids[known]], self.item_mask[ids[known]]  # (m, K) each
-        p = self.probabilities(np.broadcast_to(np.asarray(context, dtype=np.float64), (len(arms), len(context))),
-                               arms, mask)  # (m, K)
+        if self.kind == "uniform":
+            p = self._distribution(None, mask)  # (m, K)
+        else:  # one member context for every title: its score of each arm feature once, (f,)
+            by_feature = np.concatenate([[1.0], np.asarray(context, dtype=np.float64)]) @ self.theta
+            p = self._distribution(by_feature[arms], mask)
         cdf = np.cumsum(p, axis=1)
         slots = np.minimum((cdf < draws[known][:, None] * cdf[:, -1:]).sum(axis=1), mask.sum(axis=1) - 1)  # (m,)
-        bases, widths, mine = self.item_base[ids[known]], mask.sum(axis=1), iter(range(len(arms)))
+        # plain lists from here: indexing NumPy scalars title by title cost more than the sampling itself
+        slot_of, base_of, width_of = slots.tolist(), self.item_base[ids[known]].tolist(), mask.sum(axis=1).tolist()
+        arms_of, p_of, features, mine = arms.tolist(), p.tolist(), self.features, iter(range(len(arms)))
         choices = []
-        for raw, is_known in zip(raw_items, known, strict=True):
+        for raw, is_known in zip(raw_items, known.tolist(), strict=True):
             if not is_known:  # synthetic variants: no features in this layout, left out of the bandit's log
                 choice = next(others)
                 choice.arm_features = []
                 choices.append(choice)
                 continue
             r = next(mine)
-            slot, base, k = int(slots[r]), int(bases[r]), int(widths[r])
-            choices.append(Choice(f"{raw}:{self.features[arms[r, slot]]}", base + slot, float(p[r, slot]),
-                                  list(range(base, base + k)), arms[r, :k].tolist()))
+            slot, base, k = slot_of[r], base_of[r], width_of[r]
+            choices.append(Choice(f"{raw}:{features[arms_of[r][slot]]}", base + slot, p_of[r][slot],
+                                  list(range(base, base + k)), arms_of[r][:k]))
         return choices
 
 
