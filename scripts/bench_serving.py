@@ -438,6 +438,16 @@ def render() -> None:
                   f"clients with {goal_row['errors']} errors, {where}"
                    + (", while the machine was busy (see Machine load)." if busy(startup["loadavg_start"], cores) else ".")),
                   ""]
+        if not met and goal_row.get("throughput_rps"):
+            # Little's law for closed-loop clients: mean latency = clients / throughput, both measured here
+            needed = GOAL["concurrency"] / (GOAL["p99_ms"] / 1000)
+            lines += [(f"Why: each client sends its next request when the last is answered, so the mean latency is "
+                       f"clients / throughput (Little's law): {GOAL['concurrency']} / {goal_row['throughput_rps']} req/s "
+                       f"= {1000 * GOAL['concurrency'] / goal_row['throughput_rps']:.1f} ms, against a measured mean of "
+                       f"{goal_row['mean_ms']:.1f} ms. Even a mean, let alone a p99, under {GOAL['p99_ms']} ms at "
+                       f"{GOAL['concurrency']} clients needs more than {needed:.0f} req/s, "
+                       f"{needed / goal_row['throughput_rps']:.1f}x the {goal_row['throughput_rps']} req/s this "
+                       "service reached with its load generator on the same CPUs."), ""]
     lines += ["## Latency and throughput", "",
               (f"Each request: `POST /recommend` with `{json.dumps({'user_id': '<random member>', **REQUEST})}`, the "
               "member drawn uniformly from the histories; latency measured by the client (a second process); "
