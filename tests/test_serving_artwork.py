@@ -94,7 +94,10 @@ def test_an_ab_test_of_two_policies_values_each_from_the_others_log(bundle, bund
     dark = write_policy(tmp_path / "dark.json", artwork_policy(bundle, epsilon=0.2, name="dark at night"))
     rng = np.random.default_rng(0)
     history = [str(r) for r in bundle.items.raw_ids[:3]]
-    with TestClient(create_app(bundle_dir, tmp_path / "log", policy=uniform, policy_b=dark, split=0.5, seed=0)) as c:
+    app = create_app(bundle_dir, tmp_path / "log", policy=uniform, policy_b=dark, split=0.5, seed=0)
+    variants = app.state.service.variants
+    assert variants["A"].bundle is variants["B"].bundle  # one bundle, two policies: loaded once
+    with TestClient(app) as c:
         health = c.get("/health").json()
         assert {v["variant"]: v["policy"] for v in health["variants"]} == {"A": "uniform", "B": "dark at night"}
         for m in range(160):

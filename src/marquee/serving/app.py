@@ -68,16 +68,17 @@ class Service:
 
     def __init__(self, bundle_path: str | Path, log_dir: str | Path, histories: str | Path | None = None,
                  threads: int = 1, artworks: int = 4, seed: int | None = None, log: ImpressionLog | None = None,
-                 variant: str | None = None, policy: str | Path | None = None):
+                 variant: str | None = None, policy: str | Path | None = None, same: Service | None = None):
         self.variant = variant  # "A" or "B" when this bundle is one arm of an A/B test (None: no test)
-        self.bundle = load_bundle(bundle_path, threads=threads)
+        # ``same``: another variant serving this very bundle, whose loaded bundle and history store are shared
+        self.bundle = same.bundle if same is not None else load_bundle(bundle_path, threads=threads)
         self.bundle_id = hashlib.sha256((self.bundle.root / MANIFEST).read_bytes()).hexdigest()[:16]
         # the artwork policy: policy=FILE, else the bundle's own, else synthetic uniform variants
         body = read_policy(policy) if policy is not None else self.bundle.policy
         where = str(policy) if policy is not None else f"{self.bundle.root}/{self.bundle.manifest['policy'].get('file')}"
         self.artwork = artwork_chooser(body, artworks, seed, where)
         self.pipeline = Pipeline(self.bundle, self.artwork)
-        self.store = HistoryStore.load(histories, self.bundle) if histories else None
+        self.store = same.store if same is not None else HistoryStore.load(histories, self.bundle) if histories else None
         self.log = log if log is not None else ImpressionLog(log_dir)
         if isinstance(self.artwork, PolicyArtwork):  # the readout values each policy from the other's log with it
             self.log.keep_policy(self.artwork.id, self.artwork.policy)
@@ -199,15 +200,16 @@ class ABService:
             raise ValueError("variant_b/policy_b: an A/B test needs another bundle or another artwork policy for B")
         self.split, self.salt = float(split), str(salt)
         self.log = ImpressionLog(log_dir)
-        arms = (("A", bundle_a, policy), ("B", bundle_b or bundle_a, policy_b if policy_b is not None else policy))
-        self.variants = {v: Service(path, log_dir, histories, threads, artworks,
-                                    None if seed is None else seed + i, log=self.log, variant=v, policy=p)
-                         for i, (v, path, p) in enumerate(arms)}
-        a, b = (self.variants[v].artwork for v in ("A", "B"))
-        if isinstance(a, PolicyArtwork) != isinstance(b, PolicyArtwork):
+        a = Service(bundle_a, log_dir, histories, threads, artworks, seed, log=self.log, variant="A", policy=policy)
+        b = Service(bundle_b or bundle_a, log_dir, histories, threads, artworks, None if seed is None else seed + 1,
+                    log=self.log, variant="B", policy=policy_b if policy_b is not None else policy,
+                    same=a if bundle_b is None else None)  # one bundle, two policies: loaded once
+        self.variants = {"A": a, "B": b}
+        art_a, art_b = a.artwork, b.artwork
+        if isinstance(art_a, PolicyArtwork) != isinstance(art_b, PolicyArtwork):
             raise PolicyFileError("policy_b: one variant has an artwork policy file and the other synthetic artwork; "
                                   "give both a policy of the same layout (e.g. policy=<bandit run>/policies/uniform.json)")
-        if isinstance(a, PolicyArtwork) and a.layout != b.layout:
+        if isinstance(art_a, PolicyArtwork) and art_a.layout != art_b.layout:
             raise PolicyFileError("policy_b: its artwork layout (titles, artworks, context) differs from variant A's, "
                                   "so neither policy could be valued from the other's log")
         self.started = time.monotonic()
