@@ -25,6 +25,7 @@ import onnxruntime as ort
 import pandas as pd
 import pyarrow
 
+from marquee import faiss_search
 from marquee.export.manifest import BundleError, check_files, check_versions, read_manifest
 
 
@@ -92,13 +93,9 @@ class Stage:
             scores = np.where(excluded, -np.inf, vectors @ self.item_vectors.T).astype(np.float32)
             return best(scores, np.arange(n_items + 1), min(n, n_items))
         depth = min(n + int(excluded.sum(1).max()), n_items)  # enough to keep n after dropping excluded items
-        if self.index_config.get("threads"):
-            faiss.omp_set_num_threads(self.index_config["threads"])
-        if self.index_config["kind"] == "hnsw":
-            faiss.downcast_index(self.index).hnsw.efSearch = max(self.index_config["ef_search"], depth)
-        elif self.index_config["kind"] == "ivf":
-            faiss.extract_index_ivf(self.index).nprobe = self.index_config["nprobe"]
-        scores, positions = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), depth)
+        config = self.index_config
+        scores, positions = faiss_search.search(self.index, config["kind"], vectors, depth, config.get("ef_search", 0),
+                                                config.get("nprobe", 1), config.get("threads"))
         items = np.where(positions >= 0, self.index_ids[np.maximum(positions, 0)], 0)
         scores = np.where((positions < 0) | np.take_along_axis(excluded, items, 1), -np.inf, scores)
         return best(scores.astype(np.float32), items, min(n, depth))

@@ -13,6 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from marquee import faiss_search
 from marquee.data.atomic import atomic_path, write_json
 
 KINDS = ("flat", "hnsw", "ivf")
@@ -71,12 +72,8 @@ class ItemIndex:
         """Top-``n`` items per query (B, d): ``(scores, item ids)``, each (B, n), best first; -inf / 0 where none."""
         if self._index is None:
             raise RuntimeError("ItemIndex.search() before build() or load()")
-        self._threads()
-        if self.kind == "hnsw":
-            self._index.hnsw.efSearch = max(self.ef_search, n)
-        elif self.kind == "ivf":
-            self._index.nprobe = self.nprobe
-        scores, positions = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), n)
+        scores, positions = faiss_search.search(self._index, self.kind, queries, n, self.ef_search, self.nprobe,
+                                                self.threads)
         found = positions >= 0
         items = np.where(found, self.ids[np.maximum(positions, 0)], 0)
         return np.where(found, scores, -np.inf).astype(np.float32), items
