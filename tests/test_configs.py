@@ -123,10 +123,10 @@ def test_cascade_experiment_builds_a_two_tower_retriever_and_a_sasrec_ranker(cat
     retriever_stage = cfg.pipeline.stages.retriever
     assert retriever_stage.datamodule._target_.endswith("SequenceDataModule")
     assert retriever_stage.datamodule.windows == "all" and retriever_stage.datamodule.batch_size == 128
-    assert retriever_stage.optim.optimizer.lr == 0.003 and retriever_stage.trainer.max_epochs == 40
+    assert retriever_stage.optim.optimizer.lr == 0.003 and retriever_stage.trainer.max_epochs == 200
     two_tower = _compose(["experiment=two_tower_ml100k", f"paths.output_dir={tmp_path}"])
     assert two_tower.datamodule.windows == "all" and two_tower.datamodule.batch_size == 128
-    assert two_tower.optim.optimizer.lr == 0.003 and two_tower.trainer.max_epochs == 40
+    assert two_tower.optim.optimizer.lr == 0.003 and two_tower.trainer.max_epochs == 200
     assert 200 in cfg.evaluation.ks
 
 

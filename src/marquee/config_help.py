@@ -24,8 +24,9 @@ def entry_groups(choices: Mapping[str, str | None]) -> list[str]:
 def format_config_groups(choices: Mapping[str, str | None], options: Callable[[str], list[str]]) -> str:
     """One line per group, ``group: a, b*, c``, ``*`` marking the option in use; ``options(group)`` lists them."""
     lines = []
-    for group in entry_groups(choices):
-        names = [f"{o}{IN_USE}" if o == choices[group] else o for o in sorted(options(group))]
+    for key in entry_groups(choices):
+        group = key.split("@")[0]  # a group placed at another package (data/prep@data) is chosen as data/prep
+        names = [f"{o}{IN_USE}" if o == choices[key] else o for o in sorted(options(group))]
         lines.append(f"{group}: {', '.join(names) if names else '(no options yet)'}")
     return "\n".join(lines)
 

@@ -83,8 +83,8 @@ def build_log(
         users=users,
         items=items,
         events=events,
-        item_meta=_align_meta(raw.item_meta, items, "item", raw.name, with_genres=True),
-        user_meta=_align_meta(raw.user_meta, users, "user", raw.name),
+        item_meta=align_meta(raw.item_meta, items, "item", raw.name, with_genres=True),
+        user_meta=align_meta(raw.user_meta, users, "user", raw.name),
         ordinal_time=raw.ordinal_time,
     )
 
@@ -138,7 +138,7 @@ def _add_context(encoded: pd.DataFrame, frame: pd.DataFrame, ordinal_time: bool,
     return encoded
 
 
-def _align_meta(
+def align_meta(
     meta: pd.DataFrame | None, vocab: Vocabulary, kind: str, name: str, with_genres: bool = False
 ) -> pd.DataFrame:
     """Re-key metadata by id (1..n); ids without metadata get empty fields, logged with their count."""

@@ -143,23 +143,30 @@ class EventSchema:
         """Per row of a categorical ``event`` column (over :attr:`names`): is it a positive event."""
         return self.positive()[event.cat.codes.to_numpy(np.int64) + 1]
 
+    @property
+    def lookup(self) -> dict[str, str]:
+        """Raw label -> event type: every type's own name and the aliases."""
+        return {**{t: t for t in self.types}, **dict(self.aliases)}
+
     def encode(self, labels: pd.Series, source: str, line_offset: int = 1) -> tuple[pd.Categorical, np.ndarray]:
         """Map raw labels to a categorical of event types; returns it with a keep-mask of rows."""
-        lookup = {**{t: t for t in self.types}, **dict(self.aliases)}
+        lookup = self.lookup
         mapped = labels.astype("string").map(lookup)
         unknown = mapped.isna().to_numpy()
         if unknown.any():
             first = int(np.flatnonzero(unknown)[0])
-            label = labels.iloc[first]
             if self.unknown == "error":
-                raise DataError(
-                    f"{where(source, labels.index[first] + line_offset, 'event')}: unknown event {label!r}; "
-                    f"expected one of {sorted(lookup)} (add it to events.types or events.aliases, "
-                    "or set events.unknown=drop)"
-                )
+                raise self.unknown_error(source, labels.index[first] + line_offset, labels.iloc[first])
             log.warning("%s: dropped %d rows with events outside %s", source, int(unknown.sum()), sorted(lookup))
         cat = pd.Categorical(mapped.to_numpy(dtype=object, na_value=None), categories=self.names)
         return cat, ~unknown
+
+    def unknown_error(self, source: str, line: int, label: object) -> DataError:
+        """The error for a label that names no type, at ``line`` of ``source``."""
+        return DataError(
+            f"{where(source, line, 'event')}: unknown event {label!r}; expected one of {sorted(self.lookup)} "
+            "(add it to events.types or events.aliases, or set events.unknown=drop)"
+        )
 
     def check_values(self, frame: pd.DataFrame, source: str, line_offset: int = 1) -> None:
         """Raise at the first row whose ``value`` lies outside its event type's range, naming file, line and column.
@@ -177,10 +184,13 @@ class EventSchema:
         bad = (value < low[codes]) | (value > high[codes])
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            name = self.names[codes[row] - 1]
-            spec = self.types[name]
-            key = f"events.types.{name}.value" if isinstance(spec, Mapping) and "value" in spec else "events.value"
-            raise DataError(
-                f"{where(source, frame.index[row] + line_offset, 'value')}: {value[row]:g} is not a valid value for "
-                f"a {name!r} event: expected {self.kinds[name].value.describe()} (fix the row, or change {key})"
-            )
+            raise self.value_error(source, frame.index[row] + line_offset, self.names[codes[row] - 1], value[row])
+
+    def value_error(self, source: str, line: int, name: str, value: float) -> DataError:
+        """The error for a ``value`` outside the range of event type ``name``, at ``line`` of ``source``."""
+        spec = self.types[name]
+        key = f"events.types.{name}.value" if isinstance(spec, Mapping) and "value" in spec else "events.value"
+        return DataError(
+            f"{where(source, line, 'value')}: {value:g} is not a valid value for "
+            f"a {name!r} event: expected {self.kinds[name].value.describe()} (fix the row, or change {key})"
+        )

@@ -44,7 +44,7 @@ class Filters:
             order = frame.sort_values("timestamp", kind="stable")
             keep = "first" if self.dedup == "keep_first" else "last"
             kept = order.drop_duplicates(["user_id", "item_id"], keep=keep).sort_index()
-            self._report(len(frame) - len(kept), f"repeated (user, item) pairs ({self.dedup})", name)
+            report(len(frame) - len(kept), f"repeated (user, item) pairs ({self.dedup})", name)
             frame = kept
         if self.user_core or self.item_core:
             frame = self._k_core(frame, name)
@@ -65,14 +65,15 @@ class Filters:
             if keep.all():
                 break
             frame = frame[keep]
-        self._report(before - len(frame), f"k-core (users >= {self.user_core}, items >= {self.item_core})", name)
+        report(before - len(frame), f"k-core (users >= {self.user_core}, items >= {self.item_core})", name)
         return frame
 
     def _drop(self, frame: pd.DataFrame, keep: pd.Series, why: str, name: str) -> pd.DataFrame:
-        self._report(int((~keep).sum()), why, name)
+        report(int((~keep).sum()), why, name)
         return frame[keep]
 
-    @staticmethod
-    def _report(count: int, why: str, name: str) -> None:
-        if count:
-            log.info("%s: dropped %d interactions: %s", name, count, why)
+
+def report(count: int, why: str, name: str) -> None:
+    """Log how many interactions a filter dropped, and why."""
+    if count:
+        log.info("%s: dropped %d interactions: %s", name, count, why)

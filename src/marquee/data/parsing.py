@@ -62,7 +62,7 @@ def read_delimited(
         raise DataError(f"{where(path)}: not readable as {encoding} text ({err.reason} at byte {err.start})") from err
     except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
         if names:
-            _raise_on_surplus_fields(path, sep, len(names), encoding)
+            raise_on_surplus_fields(path, sep, len(names), encoding)
         raise DataError(f"{where(path)}: cannot be parsed with separator {sep!r}: {err}") from err
     except pd.errors.EmptyDataError as err:
         raise DataError(f"{where(path)}: the file is empty") from err
@@ -130,8 +130,8 @@ def _c_parser_source(path: Path, sep: str) -> tuple[Path | io.BytesIO, str]:
     return io.BytesIO(path.read_bytes().replace(sep.encode(), b"\x1f")), "\x1f"
 
 
-def _raise_on_surplus_fields(path: Path, sep: str, n_fields: int, encoding: str) -> None:
-    """On the error path only: find the first line with more than ``n_fields`` fields and name it."""
+def raise_on_surplus_fields(path: Path, sep: str, n_fields: int, encoding: str = "utf-8") -> None:
+    """On the error path only: find the first line with more than ``n_fields`` fields and name it (streams the file)."""
     with path.open(encoding=encoding) as lines:
         for number, line in enumerate(lines, start=1):
             if line.rstrip("\r\n").count(sep) >= n_fields:
@@ -143,17 +143,34 @@ def _check_field_counts(frame: pd.DataFrame, path: Path, sep: str, line_offset: 
     short = frame.iloc[:, -1].isna().to_numpy()
     if short.any():
         row = int(np.flatnonzero(short)[0])
-        present = frame.iloc[row].notna().to_numpy()
-        if not present.any():
-            return  # a blank line: reported as a missing value by the column checks
-        first_empty = str(frame.columns[int(np.flatnonzero(~present)[0])])
-        text = str(frame.iloc[row, 0])
-        guess = next((name for s, name in _COMMON_SEPARATORS.items() if s != sep and s in text), None)
-        hint = f"; the line seems {guess}-separated" if guess else ""
-        raise DataError(
-            f"{where(path, row + line_offset, first_empty)}: expected {frame.shape[1]} fields separated by "
-            f"{sep!r}, found fewer{hint}"
-        )
+        fewer_fields(frame.iloc[row], path, sep, row + line_offset)
+
+
+def fewer_fields(fields: pd.Series, path: Path, sep: str, line: int) -> None:
+    """Raise for a headerless line whose last field is empty, naming the first empty one and a likelier separator.
+
+    ``fields`` is the line's fields by column name (missing ones NaN or None); a blank line passes, to be
+    reported as a missing value by the column checks.
+    """
+    present = fields.notna().to_numpy()
+    if not present.any():
+        return
+    first_empty = str(fields.index[int(np.flatnonzero(~present)[0])])
+    text = str(fields.iloc[0])
+    guess = next((name for s, name in _COMMON_SEPARATORS.items() if s != sep and s in text), None)
+    hint = f"; the line seems {guess}-separated" if guess else ""
+    raise DataError(
+        f"{where(path, line, first_empty)}: expected {len(fields)} fields separated by {sep!r}, found fewer{hint}"
+    )
+
+
+def read_header(path: str | Path, sep: str) -> pd.DataFrame:
+    """Only the header line (an empty frame with the file's columns), so missing columns are named before the
+    whole file is parsed."""
+    try:
+        return pd.read_csv(path, sep=sep, nrows=0, engine="python" if len(sep) > 1 else "c")
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{where(path)}: the file is empty") from err
 
 
 def require_columns(frame: pd.DataFrame, required: list[str] | tuple[str, ...], source: str | Path, sep: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -11,8 +12,17 @@ import pandas as pd
 from marquee.data.download import ATOMIC_FILES, GROUPLENS_FILES, fetch_grouplens, fetch_ml100k, ml100k_layout
 from marquee.data.errors import DataError
 from marquee.data.loaders.common import check_unique, item_meta_frame, nullable_int, title_and_year
-from marquee.data.parsing import read_delimited, read_numeric, require_columns, require_file, split_genres, to_number
+from marquee.data.parsing import (
+    read_delimited,
+    read_header,
+    read_numeric,
+    require_columns,
+    require_file,
+    split_genres,
+    to_number,
+)
 from marquee.data.raw import REQUIRED_COLUMNS, RawLog
+from marquee.data.scan import RawScan, ScanColumn
 
 # u.item's genre flags in file order; the atomic file spells these names the same way
 GENRES_100K = (
@@ -20,6 +30,10 @@ GENRES_100K = (
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )  # fmt: skip
 RATING_COLUMNS = ["user_id", "item_id", "value", "timestamp"]
+ATOMIC_RATINGS = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+LATEST_RATINGS = ["userId", "movieId", "rating", "timestamp"]
+ATOMIC_WHAT = f"RecBole atomic ratings with header {' '.join(ATOMIC_RATINGS)}"
+GROUPLENS_RATINGS = "GroupLens ratings: user id, item id, rating, timestamp separated by tabs"
 USER_COLUMNS = ["age", "gender", "occupation", "zip_code"]
 _IDS_AND_TIME = ("user_id", "item_id", "timestamp")
 
@@ -41,6 +55,17 @@ class MovieLens100K:
         layout = self.layout if self.layout != "auto" else self._present_layout()
         return _load_atomic(self.root) if layout == "atomic" else _load_grouplens(self.root)
 
+    def scan(self) -> RawScan:
+        """The ratings file for the out-of-core engine, read as :meth:`load` reads it."""
+        layout = self.layout if self.layout != "auto" else self._present_layout()
+        if layout == "atomic":
+            inter = require_file(self.root / ATOMIC_FILES[0], ATOMIC_WHAT)
+            require_columns(read_header(inter, "\t"), ATOMIC_RATINGS, inter, "\t")
+            return RawScan("ml100k", inter, _rating_fields(ATOMIC_RATINGS), sep="\t", line_offset=2,
+                           meta=lambda: _atomic_meta(self.root))
+        data = require_file(self.root / GROUPLENS_FILES[0], GROUPLENS_RATINGS)
+        return _headerless_ratings("ml100k", data, "\t", lambda: _grouplens_meta(self.root))
+
     def _present_layout(self) -> str:
         layout = ml100k_layout(self.root)
         if layout is None and self.download:
@@ -56,12 +81,17 @@ class MovieLens100K:
 
 
 def _load_atomic(root: Path) -> RawLog:
-    inter, item, user = (root / f for f in ATOMIC_FILES)
-    typed = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
-    require_file(inter, f"RecBole atomic ratings with header {' '.join(typed)}")
-    frame, offset = read_numeric(inter, "\t", typed, integer=(typed[0], typed[1], typed[3]), header=True)
+    inter = require_file(root / ATOMIC_FILES[0], ATOMIC_WHAT)
+    integer = (ATOMIC_RATINGS[0], ATOMIC_RATINGS[1], ATOMIC_RATINGS[3])
+    frame, offset = read_numeric(inter, "\t", ATOMIC_RATINGS, integer=integer, header=True)
     frame.columns = RATING_COLUMNS
+    item_meta, user_meta = _atomic_meta(root)
+    return RawLog("ml100k", _ratings(frame), str(inter), offset, item_meta, user_meta)
 
+
+def _atomic_meta(root: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Item metadata (titles, years, genres) and, when present, user metadata of the atomic layout."""
+    _, item, user = (root / f for f in ATOMIC_FILES)
     columns = ["item_id:token", "movie_title:token_seq", "release_year:token", "class:token_seq"]
     items, item_offset = read_delimited(
         require_file(item, f"RecBole atomic items with header {' '.join(columns)}"), "\t"
@@ -80,14 +110,19 @@ def _load_atomic(root: Path) -> RawLog:
         typed_users = ["user_id:token", *(f"{c}:token" for c in USER_COLUMNS)]
         require_columns(users, typed_users, user, "\t")
         user_meta = _user_meta(users.rename(columns=lambda c: c.split(":")[0]), user, user_offset)
-    return RawLog("ml100k", _ratings(frame), str(inter), offset, item_meta, user_meta)
+    return item_meta, user_meta
 
 
 def _load_grouplens(root: Path) -> RawLog:
-    data, item, user = (root / f for f in GROUPLENS_FILES)
-    require_file(data, "GroupLens ratings: user id, item id, rating, timestamp separated by tabs")
+    data = require_file(root / GROUPLENS_FILES[0], GROUPLENS_RATINGS)
     frame, offset = read_numeric(data, "\t", RATING_COLUMNS, integer=_IDS_AND_TIME)
+    item_meta, user_meta = _grouplens_meta(root)
+    return RawLog("ml100k", _ratings(frame), str(data), offset, item_meta, user_meta)
 
+
+def _grouplens_meta(root: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Item metadata from ``u.item`` (genre flags, titles, years) and user metadata from ``u.user`` when present."""
+    _, item, user = (root / f for f in GROUPLENS_FILES)
     names = ["item_id", "title", "release_date", "video_release_date", "url", *GENRES_100K]
     require_file(item, "GroupLens items: id|title|release date|video release date|url|19 genre flags")
     items, item_offset = read_delimited(item, "|", names=names, encoding="latin-1")
@@ -103,7 +138,7 @@ def _load_grouplens(root: Path) -> RawLog:
     if user.is_file():
         users, user_offset = read_delimited(user, "|", names=["user_id", *USER_COLUMNS], encoding="latin-1")
         user_meta = _user_meta(users, user, user_offset)
-    return RawLog("ml100k", _ratings(frame), str(data), offset, item_meta, user_meta)
+    return item_meta, user_meta
 
 
 class MovieLens1M:
@@ -122,11 +157,19 @@ class MovieLens1M:
         """Read the ratings with movie titles, years and genres and the users' demographics."""
         ratings, movies, users = _ensure_files(self.root, self.FILES, "ml-1m", self.download)
         frame, offset = read_numeric(ratings, "::", RATING_COLUMNS, integer=_IDS_AND_TIME)
+        return RawLog("ml1m", _ratings(frame), str(ratings), offset, *self._meta(movies, users))
+
+    def scan(self) -> RawScan:
+        """The ratings file for the out-of-core engine, read as :meth:`load` reads it."""
+        ratings, movies, users = _ensure_files(self.root, self.FILES, "ml-1m", self.download)
+        return _headerless_ratings("ml1m", ratings, "::", lambda: self._meta(movies, users))
+
+    @staticmethod
+    def _meta(movies: Path, users: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         items, item_offset = read_delimited(movies, "::", names=["item_id", "title", "genres"], encoding="latin-1")
         item_meta = _titled_items(items, "item_id", movies, item_offset)
         user_frame, user_offset = read_delimited(users, "::", names=["user_id", "gender", "age", "occupation", "zip_code"])
-        user_meta = _user_meta(user_frame, users, user_offset)
-        return RawLog("ml1m", _ratings(frame), str(ratings), offset, item_meta, user_meta)
+        return item_meta, _user_meta(user_frame, users, user_offset)
 
 
 class MovieLensLatest:
@@ -142,20 +185,29 @@ class MovieLensLatest:
 
     def load(self) -> RawLog:
         """Read the ratings with titles, years (from the titles) and genres."""
-        zip_name = {"ml20m": "ml-20m", "ml25m": "ml-25m"}.get(self.name, self.name)
-        ratings, movies = _ensure_files(self.root, self.FILES, zip_name, self.download)
+        ratings, movies = self._files()
         frame, offset = read_numeric(
-            ratings,
-            ",",
-            ["userId", "movieId", "rating", "timestamp"],
-            integer=("userId", "movieId", "timestamp"),
-            header=True,
+            ratings, ",", LATEST_RATINGS, integer=("userId", "movieId", "timestamp"), header=True
         )
         frame.columns = RATING_COLUMNS
-        items, item_offset = read_delimited(movies, ",")
-        require_columns(items, ["movieId", "title", "genres"], movies, ",")
-        item_meta = _titled_items(items, "movieId", movies, item_offset)
-        return RawLog(self.name, _ratings(frame), str(ratings), offset, item_meta)
+        return RawLog(self.name, _ratings(frame), str(ratings), offset, _latest_items(movies))
+
+    def scan(self) -> RawScan:
+        """The ratings file for the out-of-core engine, read as :meth:`load` reads it."""
+        ratings, movies = self._files()
+        require_columns(read_header(ratings, ","), LATEST_RATINGS, ratings, ",")
+        return RawScan(self.name, ratings, _rating_fields(LATEST_RATINGS), line_offset=2,
+                       meta=lambda: (_latest_items(movies), None))
+
+    def _files(self) -> list[Path]:
+        zip_name = {"ml20m": "ml-20m", "ml25m": "ml-25m"}.get(self.name, self.name)
+        return _ensure_files(self.root, self.FILES, zip_name, self.download)
+
+
+def _latest_items(movies: Path) -> pd.DataFrame:
+    items, item_offset = read_delimited(movies, ",")
+    require_columns(items, ["movieId", "title", "genres"], movies, ",")
+    return _titled_items(items, "movieId", movies, item_offset)
 
 
 def _ensure_files(root: Path, files: dict[str, str], dataset: str, download: bool) -> list[Path]:
@@ -164,6 +216,19 @@ def _ensure_files(root: Path, files: dict[str, str], dataset: str, download: boo
         fetch_grouplens(dataset, root, list(files))
     hint = "" if download else " (or set download=true to fetch it from GroupLens)"
     return [require_file(root / f, what + hint) for f, what in files.items()]
+
+
+def _rating_fields(columns: list[str]) -> dict[str, ScanColumn | str]:
+    """The scan fields of ratings whose ``columns`` are user, item, rating and timestamp, checked in that order."""
+    user, item, rating, timestamp = columns
+    return {"user_id": ScanColumn(user, "int"), "item_id": ScanColumn(item, "int"),
+            "value": ScanColumn(rating, "float"), "timestamp": ScanColumn(timestamp, "int"), "event": "rating"}
+
+
+def _headerless_ratings(name: str, path: Path, sep: str, meta: Callable) -> RawScan:
+    """A scan of ``user sep item sep rating sep timestamp`` lines without a header (GroupLens u.data, ratings.dat)."""
+    return RawScan(name, path, _rating_fields(RATING_COLUMNS), sep=sep, header=False, names=tuple(RATING_COLUMNS),
+                   quote=False, meta=meta)
 
 
 def _ratings(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from marquee.data.raw import RawLog
+from marquee.data.scan import RawScan, ScanColumn
 from marquee.data.synthetic import GENERATOR_VERSION, SyntheticConfig, is_complete, write_synthetic
 
 
@@ -47,16 +49,23 @@ class SyntheticLog:
 
     def load(self) -> RawLog:
         """Generate the log unless a complete copy is cached, then read it with its item and user tables."""
+        source = self._generated()
+        item_meta, user_meta = self._meta()
+        # line_offset: Parquet rows count from 0
+        return RawLog("synthetic", pd.read_parquet(source), str(source), 0, item_meta, user_meta)
+
+    def scan(self) -> RawScan:
+        """The generated interactions for the out-of-core engine, every column as the generator typed it."""
+        source = self._generated()
+        fields = {name: ScanColumn(name) for name in pq.read_schema(source).names}
+        return RawScan("synthetic", source, fields, format="parquet", line_offset=0, meta=self._meta)
+
+    def _generated(self) -> Path:
         if not is_complete(self.path, self.config):
             write_synthetic(self.config, self.path, progress=self.progress)
-        source = self.path / "interactions.parquet"
+        return self.path / "interactions.parquet"
+
+    def _meta(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         items = pd.read_parquet(self.path / "items.parquet").set_index("item_id")
         items["genres"] = items["genres"].map(list)  # Parquet lists come back as arrays; the contract wants lists
-        return RawLog(
-            name="synthetic",
-            interactions=pd.read_parquet(source),
-            source=str(source),
-            line_offset=0,  # Parquet rows count from 0
-            item_meta=items,
-            user_meta=pd.read_parquet(self.path / "users.parquet").set_index("user_id"),
-        )
+        return items, pd.read_parquet(self.path / "users.parquet").set_index("user_id")

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from marquee.data.context import CONTEXT_FEATURES, HOURS, WEEKDAYS, resolve_timezone
 from marquee.data.errors import DataError, where
@@ -16,16 +18,20 @@ from marquee.data.loaders.common import item_meta_frame, nullable_int
 from marquee.data.parsing import (
     check_not_missing,
     read_delimited,
+    read_header,
     require_columns,
     require_file,
     split_genres,
     to_number,
 )
 from marquee.data.raw import UTC_OFFSET, RawLog
+from marquee.data.scan import RawScan, ScanColumn
 
 _FIELDS = ("user_id", "item_id", "timestamp", "event", "value")
 _UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _CONTEXT_RANGE = {"hour": (0, HOURS - 1), "dow": (0, WEEKDAYS - 1)}
+_ID_HINT = "set id_type: str for ids that are not integers"
+_TS_HINT = "set timestamp_unit: iso for date strings"
 _META_KEYS = ("path", "columns", "sep", "format", "genre_sep")
 _META_FIELDS = ("item_id", "title", "year", "genres")
 # an ISO date-time's own UTC offset (Z, +09:00, +0900, +09) after its time of day (21, 21:15, 211500, 21:15:00.5)
@@ -100,23 +106,51 @@ class TabularLog:
         meta = self._item_meta() if self.item_meta else None
         return RawLog(self.name, out, str(self.path), offset, item_meta=meta)
 
+    def scan(self) -> RawScan:
+        """The same reading for the out-of-core engine; ISO timestamps are read by :meth:`load` only."""
+        cols, needed = self.columns, [*self.columns.values(), *self.context.values()]
+        fmt = _table_format(self.path, self.format, needed)
+        if fmt == "parquet":
+            schema = _parquet_schema(self.path)
+            require_columns(pd.DataFrame(columns=schema.names), needed, self.path, self.sep)
+            stamp = schema.field(cols["timestamp"]).type
+            if pa.types.is_timestamp(stamp) or pa.types.is_date(stamp):
+                raise NotImplementedError(f"{where(self.path, column=cols['timestamp'])} holds dates; "
+                                          "the pandas engine reads them")
+        else:
+            require_columns(read_header(self.path, self.sep), needed, self.path, self.sep)
+        if self.timestamp_unit == "iso":
+            raise NotImplementedError("timestamp_unit=iso is read by the pandas engine only")
+        id_kind, id_hint = ("text", "") if self.id_type == "str" else ("int", _ID_HINT)
+        timestamp = (ScanColumn(cols["timestamp"], "seconds", _TS_HINT) if self.timestamp_unit == "s"
+                     else ScanColumn(cols["timestamp"], "int", _TS_HINT, divisor=_UNITS[self.timestamp_unit]))
+        fields: dict[str, ScanColumn | str | float] = {
+            "user_id": ScanColumn(cols["user_id"], id_kind, id_hint),
+            "item_id": ScanColumn(cols["item_id"], id_kind, id_hint),
+            "timestamp": timestamp,
+            "event": ScanColumn(cols["event"], "text") if "event" in cols else self.default_event,
+            "value": ScanColumn(cols["value"], "float") if "value" in cols else self.default_value,
+        }
+        for name, column in self.context.items():
+            fields[name] = (ScanColumn(column, "nullable_text") if name == "device"
+                            else ScanColumn(column, "int", bounds=_CONTEXT_RANGE[name]))
+        return RawScan(self.name, self.path, fields, format=fmt, sep=self.sep, line_offset=2 if fmt == "csv" else 1,
+                       meta=lambda: (self._item_meta() if self.item_meta else None, None))
+
     def _ids(self, frame: pd.DataFrame, column: str, source: Path, offset: int) -> pd.Series:
         if self.id_type == "str":
             check_not_missing(frame, [column], source, offset)
             return frame[column].astype(str)
-        return _numbers(
-            frame, column, source, offset, integer=True, hint="set id_type: str for ids that are not integers"
-        )
+        return _numbers(frame, column, source, offset, integer=True, hint=_ID_HINT)
 
     def _timestamps(self, frame: pd.DataFrame, column: str, offset: int) -> tuple[pd.Series, pd.Series | None]:
         """Unix seconds, and for ISO times the UTC offset of the clock each was written on (else None)."""
         if self.timestamp_unit == "iso" or pd.api.types.is_datetime64_any_dtype(frame[column]):
             return _iso_seconds(frame, column, self.path, offset, self.zone)
-        hint = "set timestamp_unit: iso for date strings"
         if self.timestamp_unit == "s":  # fractional seconds are common; floor them
-            seconds = np.floor(_numbers(frame, column, self.path, offset, integer=False, hint=hint)).astype(np.int64)
-            return seconds, None
-        ticks = _numbers(frame, column, self.path, offset, integer=True, hint=hint)
+            seconds = np.floor(_numbers(frame, column, self.path, offset, integer=False, hint=_TS_HINT))
+            return seconds.astype(np.int64), None
+        ticks = _numbers(frame, column, self.path, offset, integer=True, hint=_TS_HINT)
         return ticks // _UNITS[self.timestamp_unit], None
 
     def _context(self, frame: pd.DataFrame, field: str, column: str, offset: int) -> pd.Series:
@@ -147,9 +181,7 @@ class TabularLog:
 
 def _read_table(path: Path, sep: str, fmt: str, columns: list[str]) -> tuple[pd.DataFrame, int]:
     """Read a CSV (strings, via parsing.py) or Parquet file, checking that ``columns`` are present."""
-    require_file(path, f"a table with columns {columns}")
-    if fmt == "auto":
-        fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+    fmt = _table_format(path, fmt, columns)
     if fmt == "parquet":
         try:
             frame = pd.read_parquet(path)
@@ -157,18 +189,25 @@ def _read_table(path: Path, sep: str, fmt: str, columns: list[str]) -> tuple[pd.
             raise DataError(f"{where(path)}: not a readable Parquet file ({err})") from err
         require_columns(frame, columns, path, sep)
         return frame.reset_index(drop=True), 1
-    if fmt != "csv":
-        raise DataError(f"format must be 'auto', 'csv' or 'parquet', got {fmt!r}")
-    require_columns(_read_header(path, sep), columns, path, sep)
+    require_columns(read_header(path, sep), columns, path, sep)
     return read_delimited(path, sep, usecols=list(dict.fromkeys(columns)))
 
 
-def _read_header(path: Path, sep: str) -> pd.DataFrame:
-    """Only the header line, so missing columns are named before the whole file is parsed."""
+def _table_format(path: Path, fmt: str, columns: list[str]) -> str:
+    """``csv`` or ``parquet`` (``auto``: by the file's suffix), once the file is known to exist."""
+    require_file(path, f"a table with columns {columns}")
+    if fmt == "auto":
+        fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
+    if fmt not in ("csv", "parquet"):
+        raise DataError(f"format must be 'auto', 'csv' or 'parquet', got {fmt!r}")
+    return fmt
+
+
+def _parquet_schema(path: Path) -> pa.Schema:
     try:
-        return pd.read_csv(path, sep=sep, nrows=0, engine="python" if len(sep) > 1 else "c")
-    except pd.errors.EmptyDataError as err:
-        raise DataError(f"{where(path)}: the file is empty") from err
+        return pq.read_schema(path)
+    except Exception as err:  # pyarrow raises its own types for files that are not Parquet
+        raise DataError(f"{where(path)}: not a readable Parquet file ({err})") from err
 
 
 def _iso_seconds(
