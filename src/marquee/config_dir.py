@@ -1,5 +1,5 @@
 """Where marquee's Hydra configs are (inside the installed package, or the repo's configs/ in a checkout),
-and the resolvers their run directories and ``--help`` use."""
+and the resolvers their run directories, ``--help`` and trainer precision use."""
 
 import itertools
 from pathlib import Path
@@ -29,5 +29,15 @@ def unique_dir(base: str) -> str:
     raise AssertionError("unreachable")
 
 
+def precision_for(accelerator: str, gpu_precision: str) -> str:
+    """``gpu_precision`` when ``accelerator`` is a GPU (``auto``: when one is visible), else ``32-true``."""
+    if accelerator == "auto":
+        import torch
+
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    return gpu_precision if accelerator in ("gpu", "cuda") else "32-true"
+
+
 # cached per config, so a run creates its directory once however often Hydra reads hydra.run.dir
 OmegaConf.register_new_resolver("marquee.unique_dir", unique_dir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("marquee.precision_for", precision_for, replace=True)

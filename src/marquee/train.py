@@ -16,7 +16,7 @@ from marquee.data.catalog import Catalog
 from marquee.data.pipeline import prepare_split
 from marquee.data.summary import format_table, split_summary
 from marquee.preflight import check_group_choices, check_ks, check_stages
-from marquee.rank_zero import is_rank_zero
+from marquee.rank_zero import is_rank_zero, quiet_other_ranks
 from marquee.run_record import recorded_run
 from marquee.training.pipeline import fit_pipeline, has_model
 
@@ -68,6 +68,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 @entry_point("train")
 def main(cfg: DictConfig) -> float | None:
     """Compose the config, run, and return the optimized metric for sweepers."""
+    quiet_other_ranks()  # under DDP every rank runs this command; rank zero alone logs to file and screen
     metrics = run(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None

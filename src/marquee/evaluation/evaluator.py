@@ -162,8 +162,9 @@ class Evaluator:
         device = self.resolved_device()
         model.to(device)
         started = time.perf_counter()
+        progress = self.progress and is_rank_zero()  # one bar, not one per DDP rank
         ranked = rank_users(model, data.eval_dataloader(stage), seen if self.seen == "mask" else None,
-                            max(self.ks), self.item_chunk, device, sampler, self.progress, self.reranker)
+                            max(self.ks), self.item_chunk, device, sampler, progress, self.reranker)
         accuracy = accuracy_metrics(ranked.ranks, self.ks)
         rank_seconds = time.perf_counter() - started  # ranking + accuracy metrics: what other frameworks time
         per_user = self._per_user(ranked, accuracy, split, seen)

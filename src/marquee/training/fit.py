@@ -23,6 +23,7 @@ from marquee.evaluation.evaluator import Evaluator
 from marquee.models.base import FittedRecommender, Recommender, TrainableRecommender
 from marquee.rank_zero import is_rank_zero
 from marquee.run_record import code_version
+from marquee.training.distributed import WrappedSamplerEpoch
 from marquee.training.module import RecommenderModule
 from marquee.training.resume import ResumeInNewRun
 from marquee.training.throughput import ThroughputLogger
@@ -87,7 +88,8 @@ def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, split: S
         seed=cfg.seed,
     )
     # a resumed run copies the earlier run's checkpoints into its own folder and goes on there (ResumeInNewRun)
-    callbacks = [*instantiate_all(cfg.get("callbacks")), ThroughputLogger(), ResumeInNewRun()]
+    # and a shuffle inside a BatchSampler (the pair datamodule's) gets each epoch too, with or without DDP
+    callbacks = [*instantiate_all(cfg.get("callbacks")), ThroughputLogger(), ResumeInNewRun(), WrappedSamplerEpoch()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

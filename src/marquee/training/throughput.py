@@ -69,12 +69,13 @@ class ThroughputLogger(pl.Callback):
         seconds = time.perf_counter() - self._started
         if seconds <= 0 or self._sequences == 0:
             return
-        metrics = {"perf/train_epoch_seconds": seconds, "perf/sequences_per_s": self._sequences / seconds,
-                   "perf/tokens_per_s": self._tokens / seconds}
+        # under DDP the run's figures: the slowest rank's seconds, every rank's rates summed, the mean peak share
+        pl_module.log("perf/train_epoch_seconds", seconds, on_epoch=True, sync_dist=True, reduce_fx="max")
+        rates = {"perf/sequences_per_s": self._sequences / seconds, "perf/tokens_per_s": self._tokens / seconds}
         if self.peak and self.flops_per_token:
-            metrics["perf/flops_per_s"] = self.flops_per_token * self._tokens / seconds
-            metrics["perf/peak_share"] = metrics["perf/flops_per_s"] / self.peak
-        pl_module.log_dict(metrics, on_step=False, on_epoch=True)
+            rates["perf/flops_per_s"] = self.flops_per_token * self._tokens / seconds
+            pl_module.log("perf/peak_share", rates["perf/flops_per_s"] / self.peak, on_epoch=True, sync_dist=True)
+        pl_module.log_dict(rates, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="sum")
 
     @staticmethod
     def _count_flops(pl_module: pl.LightningModule, batch: dict[str, torch.Tensor]) -> float | None:
