@@ -19,6 +19,7 @@ from marquee.preflight import check_group_choices, check_ks, check_stages
 from marquee.rank_zero import is_rank_zero, quiet_other_ranks
 from marquee.run_record import recorded_run
 from marquee.training.pipeline import fit_pipeline, has_model
+from marquee.training.ray_launch import check_launcher
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     with recorded_run(output_dir, cfg, lambda e: failure_reason(e, "train")) as record:
         check_group_choices(cfg)
+        check_launcher(cfg)
         stages = check_stages(list(cfg.stages))
         pl.seed_everything(cfg.seed, workers=True)
         if cfg.get("torch_threads"):

@@ -25,6 +25,7 @@ from marquee.rank_zero import is_rank_zero
 from marquee.run_record import code_version
 from marquee.training.distributed import WrappedSamplerEpoch
 from marquee.training.module import RecommenderModule
+from marquee.training.ray_launch import is_ray, train_on_ray
 from marquee.training.resume import ResumeInNewRun
 from marquee.training.throughput import ThroughputLogger
 
@@ -73,8 +74,9 @@ def fit_stage(cfg: DictConfig, split: Split, catalog: Catalog, evaluator: Evalua
     return stage
 
 
-def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, split: Split, evaluator: Evaluator,
-                          loggers: list) -> FittedStage:
+def build_module(cfg: DictConfig, model: TrainableRecommender, split: Split, evaluator: Evaluator
+                 ) -> tuple[RecommenderModule, pl.LightningDataModule]:
+    """The LightningModule around ``model`` and its datamodule, as every launcher trains them."""
     # the datamodule gets the model's max_len and the evaluator's rows: validation ranks what evaluation ranks
     datamodule = instantiate(cfg.datamodule)(split=split, max_len=model.max_len,
                                              evaluation=evaluator.data(split, model.max_len))
@@ -87,10 +89,22 @@ def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, split: S
         scheduler_interval=optim.get("scheduler_interval", "epoch"),
         seed=cfg.seed,
     )
+    return module, datamodule
+
+
+def training_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """The configured callbacks and the ones every training run has."""
     # a resumed run copies the earlier run's checkpoints into its own folder and goes on there (ResumeInNewRun)
     # and a shuffle inside a BatchSampler (the pair datamodule's) gets each epoch too, with or without DDP
-    callbacks = [*instantiate_all(cfg.get("callbacks")), ThroughputLogger(), ResumeInNewRun(), WrappedSamplerEpoch()]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return [*instantiate_all(cfg.get("callbacks")), ThroughputLogger(), ResumeInNewRun(), WrappedSamplerEpoch()]
+
+
+def _train_with_lightning(cfg: DictConfig, model: TrainableRecommender, split: Split, evaluator: Evaluator,
+                          loggers: list) -> FittedStage:
+    if is_ray(cfg):  # the same module on a Ray cluster's workers; the best weights come back into ``model``
+        return train_on_ray(cfg, model, split, evaluator, loggers)
+    module, datamodule = build_module(cfg, model, split, evaluator)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=training_callbacks(cfg), logger=loggers or False)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     seconds = time.perf_counter() - started
