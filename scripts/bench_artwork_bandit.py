@@ -6,13 +6,19 @@ with the run id; the README and plots are rendered from the latest run's rows):
 
     obd      relative error of each estimator when the uniform-random log values the Bernoulli-TS policy,
              over obp's 30 bootstrap resamples, against the bts log's on-policy click rate
-    tune     one development stream (seed 1000) per hyperparameter setting of every online policy
-    online   cumulative reward and regret over T rounds on seeds 0..9, the best tuned setting of each family
-    offline  |estimate − true value| for every estimator, target policy and logging policy
+    tune     per family, 12 trials of a seeded Optuna TPE search over SPACES, each trial scored by its mean
+             expected reward on the development streams (seeds 1000, 1001), never on a test stream
+    online   cumulative reward and regret over T rounds on seeds 0..9, the best trial of each family
+    offline  |estimate − true value| for every estimator, target policy and logging policy (fixed targets,
+             not the tuned settings)
 
     python scripts/bench_artwork_bandit.py [--parts obd tune online offline] [--bts-prior prior_bts.yaml]
     python scripts/bench_artwork_bandit.py --resume RUN_ID    # finish a cut-short run, skipping done rows
     python scripts/bench_artwork_bandit.py --render-only      # rewrite README.md and the plots from the rows
+
+Every row records the 1-minute load average at its start and end and the CPU count, so that the README
+prints the load beside any timing it shows. A resumed tuning run replays its search: the seeded sampler asks
+again, the recorded scores answer the trials already measured, and only the rest are run.
 
 ``--bts-prior`` is obp's ``obp/policy/conf/prior_bts.yaml`` (the ZOZOTOWN production Beta priors, Apache-2.0,
 not shipped with marquee); with it the OBD part also values obp's exact evaluation policy.
@@ -26,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: one thread, 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -44,16 +51,21 @@ OBP_RELATIVE_ERROR = {"dm": 0.156876, "ips": 0.311082, "snips": 0.311795, "dr": 
                       "switch_dr": 0.258410, "dr_os": 0.159520}
 OBP_NAMES = {"dm": "DM", "ips": "IPW", "snips": "SNIPW", "dr": "DR", "sndr": "SNDR", "switch_dr": "Switch-DR",
              "dr_os": "DRos", "replay": "replay", "naive": "logging CTR (no OPE)"}
-N_BOOT_OBD, L2_GRID = 30, (0.1, 1.0, 10.0, 100.0)
-ROUNDS, SEEDS, DEV_SEED, CHECKPOINT = 5000, tuple(range(10)), 1000, 100
-# hyperparameter grids, each tried on the development stream; the online part runs the best of each family
-GRIDS = {
-    "LinUCB": [{"alpha": a, "ridge": r} for a in (0.15, 0.3, 0.5) for r in (1.0, 5.0)],
-    "linear TS": [{"scale": s, "ridge": r} for s in (0.1, 0.2, 0.3) for r in (1.0, 5.0)],
-    "NeuralLinear": [{"scale": s} for s in (0.1, 0.2, 0.3)],
-    "ε-greedy (neural)": [{"epsilon": e} for e in (0.02, 0.05, 0.1)],
-    "VW squarecb": [{"args": f"--squarecb --gamma_scale {g} -l {lr}"} for g in (10, 100, 1000) for lr in (0.5, 0.2)],
-    "VW ε-greedy": [{"args": f"--epsilon {e}"} for e in (0.02, 0.05, 0.1)],
+# the reward model's L2 weights tried by cross-validation on the random log: decades from 0.1 to 10⁶ (at 10⁶
+# the model predicts within 10⁻⁵ of a constant), beside the intercept-only model that is their limit
+N_BOOT_OBD, L2_GRID = 30, (0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
+ROUNDS, SEEDS, DEV_SEEDS, CHECKPOINT = 5000, tuple(range(10)), (1000, 1001), 100
+# Tuning: the same budget for every family, N_TRIALS trials of a seeded TPE search over these ranges (name:
+# (low, high, log scale)), each trial scored by its mean expected reward over the development streams
+N_TRIALS, TPE_SEED, TPE_STARTUP = 12, 0, 5
+EDGE = 0.1  # a chosen value within this share of its range's width (on its scale) of a bound is flagged
+SPACES = {
+    "LinUCB": {"alpha": (0.01, 3.0, True), "ridge": (0.1, 100.0, True)},
+    "linear TS": {"scale": (0.01, 3.0, True), "ridge": (0.1, 100.0, True)},
+    "NeuralLinear": {"scale": (0.01, 3.0, True), "ridge": (0.1, 100.0, True)},
+    "ε-greedy (neural)": {"epsilon": (0.001, 0.5, True)},
+    "VW squarecb": {"gamma_scale": (1.0, 1e5, True), "l": (0.01, 10.0, True)},
+    "VW ε-greedy": {"epsilon": (0.001, 0.5, True), "l": (0.01, 10.0, True)},
 }
 OURS = ("LinUCB", "linear TS", "NeuralLinear", "ε-greedy (neural)")
 FIXED = {"uniform": {}, "best artwork per title": {}, "VW squarecb (defaults)": {"args": "--squarecb"}}
@@ -70,9 +82,26 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM"
 
 
+def load() -> dict:
+    """The 1/5/15-minute load averages and the CPU count now (other work on the machine slows the timings)."""
+    return {"loadavg": [round(v, 2) for v in os.getloadavg()], "cpu_count": os.cpu_count()}
+
+
+_CODE: dict = {}  # marquee's commit and dirty flag when this process started: the code it imported
+
+
 def append(row: dict) -> None:
+    """Append a row with its end-of-row load and stamp; ``git_commit`` is the commit this process started from (the
+    checkout's HEAD can move while a long run goes on), ``head_at_write`` the HEAD when the row was written."""
+    from marquee.run_record import code_version
+
+    if not _CODE:
+        _CODE.update(code_version())
+    end, stamped = load(), stamp()
     with ROWS.open("a") as f:
-        f.write(json.dumps({**row, **stamp()}) + "\n")
+        f.write(json.dumps({**row, "loadavg_end": end["loadavg"], "cpu_count": end["cpu_count"], **stamped,
+                            "git_commit": _CODE["git_commit"], "git_dirty": _CODE["git_dirty"],
+                            "head_at_write": stamped["git_commit"]}) + "\n")
 
 
 def read() -> list[dict]:
@@ -98,20 +127,22 @@ def simulator():
 # --- OBD -----------------------------------------------------------------------------------------
 
 
-def choose_l2(log, feature_map) -> tuple[float, dict]:
-    """The reward model's L2 weight with the lowest 3-fold cross-validated log loss on the random log alone."""
+def choose_l2(log, feature_map) -> tuple[float, dict, float]:
+    """The reward model's L2 weight with the lowest 3-fold cross-validated log loss on the random log alone, the
+    loss at every weight, and the loss of the intercept-only model (each fold's click rate), their limit."""
     from marquee.bandits.reward_model import LogisticRewardModel, logged_features
 
     x, y = logged_features(log, feature_map), log.reward
     fold = np.random.default_rng(0).permutation(len(y)) % 3
-    losses = {}
-    for l2 in L2_GRID:
-        total = 0.0
-        for k in range(3):
-            p = np.clip(LogisticRewardModel(l2).fit(x[fold != k], y[fold != k]).predict(x[fold == k]), 1e-9, 1 - 1e-9)
-            total -= (y[fold == k] * np.log(p) + (1 - y[fold == k]) * np.log(1 - p)).sum()
-        losses[l2] = total / len(y)
-    return min(losses, key=losses.get), losses
+
+    def loss(p: np.ndarray, k: int) -> float:
+        p = np.clip(p, 1e-9, 1 - 1e-9)
+        return -float((y[fold == k] * np.log(p) + (1 - y[fold == k]) * np.log(1 - p)).sum())
+
+    losses = {l2: sum(loss(LogisticRewardModel(l2).fit(x[fold != k], y[fold != k]).predict(x[fold == k]), k)
+                      for k in range(3)) / len(y) for l2 in L2_GRID}
+    constant = sum(loss(np.full(int((fold == k).sum()), y[fold != k].mean()), k) for k in range(3)) / len(y)
+    return min(losses, key=losses.get), losses, constant
 
 
 def run_obd(run_id: str, data_dir: Path, bts_prior: Path | None) -> None:
@@ -133,13 +164,13 @@ def run_obd(run_id: str, data_dir: Path, bts_prior: Path | None) -> None:
         prior = yaml.safe_load(bts_prior.read_text())["all"]
         table = bernoulli_ts_distribution(prior["alpha"], prior["beta"], N_POSITIONS, n_sim=1_000_000, seed=12345)
         targets["bts zozotown prior"] = ArmDistributionPolicy(table, positions)
-    l2, losses = choose_l2(random_log, concat_features)
+    l2, losses, constant = choose_l2(random_log, concat_features)
     for name, policy in targets.items():
         for b in range(N_BOOT_OBD):
             key = f"obd/{name}/{b}"
             if key in done:
                 continue
-            started = time.perf_counter()
+            started, load_start = time.perf_counter(), load()["loadavg"]
             # obp's resample: RandomState(b).choice(n, n, replace=True)
             idx = np.random.RandomState(b).choice(np.arange(len(random_log)), size=len(random_log), replace=True)
             log = random_log.take(idx)
@@ -151,11 +182,12 @@ def run_obd(run_id: str, data_dir: Path, bts_prior: Path | None) -> None:
             weights = diagnostics(terms["ips"].weights)
             append({"run_id": run_id, "key": key, "part": "obd", "target": name, "bootstrap": b, "truth": truth,
                     "random_rows": len(random_log), "random_clicks": int(random_log.reward.sum()),
-                    "bts_rows": len(bts_log), "bts_clicks": int(bts_log.reward.sum()), "l2": l2, "cv_log_loss": losses, "values": values,
+                    "bts_rows": len(bts_log), "bts_clicks": int(bts_log.reward.sum()), "l2": l2, "l2_grid": list(L2_GRID),
+                    "cv_log_loss": losses, "cv_log_loss_constant": constant, "values": values,
                     "relative_error": {e: abs(v - truth) / truth for e, v in values.items()},
                     "ips_max_weight": weights["max_weight"], "ips_ess": weights["ess"],
                     "lambda": {e: terms[e].params.get("lambda") for e in ("switch_dr", "dr_os")},
-                    "seconds": time.perf_counter() - started, "machine": machine()})
+                    "seconds": time.perf_counter() - started, "loadavg_start": load_start, "machine": machine()})
         print(f"obd {name}: done")
 
 
@@ -183,55 +215,108 @@ def make_policy(family: str, params: dict, sim, seed: int):
     return VowpalWabbitPolicy(params["args"], seed=seed, name=family)
 
 
-def online_row(run_id: str, key: str, part: str, family: str, params: dict, sim, seed: int) -> dict:
+def policy_params(family: str, search: dict) -> dict:
+    """What ``make_policy`` takes for one trial's searched values, rounded to 3 significant digits (what runs)."""
+    values = {k: float(f"{v:.3g}") for k, v in search.items()}
+    if family == "VW squarecb":
+        return {"args": f"--squarecb --gamma_scale {values['gamma_scale']:g} -l {values['l']:g}"}
+    if family == "VW ε-greedy":
+        return {"args": f"--epsilon {values['epsilon']:g} -l {values['l']:g}"}
+    return values
+
+
+def online_row(run_id: str, key: str, part: str, family: str, params: dict, sim, seed: int, **extra) -> dict:
     import torch
 
     from marquee.bandits.online import run_online
 
     torch.manual_seed(seed)
+    load_start = load()["loadavg"]
     started = time.perf_counter()
     run = run_online(sim, make_policy(family, params, sim, seed), ROUNDS, seed)
     seconds = time.perf_counter() - started
     at = np.arange(CHECKPOINT, ROUNDS + 1, CHECKPOINT) - 1
-    row = {"run_id": run_id, "key": key, "part": part, "family": family, "params": params, "seed": seed,
+    row = {"run_id": run_id, "key": key, "part": part, "family": family, "params": params, **extra, "seed": seed,
            "rounds": ROUNDS, "expected_reward": float(run.expected.sum()), "reward": float(run.reward.sum()),
            "regret": float(run.regret[-1]), "oracle_reward": float(run.best.sum()),
            "last_1000_mean": float(run.expected[-1000:].mean()), "checkpoints": (at + 1).tolist(),
            "cumulative_expected": np.cumsum(run.expected)[at].round(3).tolist(),
-           "cumulative_regret": run.regret[at].round(3).tolist(), "seconds": seconds, "machine": machine(),
+           "cumulative_regret": run.regret[at].round(3).tolist(), "seconds": seconds, "loadavg_start": load_start,
+           "machine": machine(),
            "simulator": {"titles": sim.n_titles, "members": len(sim.taste), "artworks": sim.config.n_artworks}}
     append(row)
     print(f"{part} {family} {params} seed {seed}: reward {row['expected_reward']:.1f} regret {row['regret']:.1f} "
-          f"({seconds:.0f}s)")
+          f"({seconds:.0f}s, load {load_start[0]:.1f})", flush=True)
     return row
 
 
 def run_tune(run_id: str, sim) -> None:
-    done = done_keys(run_id)
-    for family, grid in GRIDS.items():
-        for params in grid:
-            key = f"tune/{family}/{json.dumps(params, sort_keys=True)}"
-            if key not in done:
-                online_row(run_id, key, "tune", family, params, sim, DEV_SEED)
+    """Per family, N_TRIALS trials of a seeded TPE search; a trial's score is its mean expected reward over the
+    development streams. Rows already in the run answer their trials (the sampler asks the same values again)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = {r["key"]: r for r in read() if r["run_id"] == run_id and r["part"] == "tune"}
+    for family, space in SPACES.items():
+        distributions = {name: optuna.distributions.FloatDistribution(low, high, log=log)
+                         for name, (low, high, log) in space.items()}
+        sampler = optuna.samplers.TPESampler(seed=TPE_SEED, n_startup_trials=TPE_STARTUP)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for number in range(N_TRIALS):
+            trial = study.ask(distributions)
+            params = policy_params(family, trial.params)
+            rewards = []
+            for seed in DEV_SEEDS:
+                key = f"tune/{family}/{number}/{seed}"
+                row = rows.get(key)
+                if row is not None and row["search"] != trial.params:
+                    raise SystemExit(f"{key}: the sampler asked {trial.params}, the row has {row['search']}; "
+                                     "the search cannot be replayed (different SPACES, seed or optuna?)")
+                if row is None:
+                    row = online_row(run_id, key, "tune", family, params, sim, seed, trial=number,
+                                     search=trial.params, space={k: list(v) for k, v in space.items()},
+                                     sampler=f"optuna {optuna.__version__} TPESampler(seed={TPE_SEED}, "
+                                             f"n_startup_trials={TPE_STARTUP})")
+                rewards.append(row["expected_reward"])
+            study.tell(trial, float(np.mean(rewards)))
+        best = study.best_trial
+        print(f"tune {family}: best trial {best.number} {policy_params(family, best.params)} "
+              f"{best.value:.1f}", flush=True)
+
+
+def tune_scores(rows: list[dict]) -> dict[str, list[dict]]:
+    """Per family, one entry per trial measured on every development stream: params, search, mean reward."""
+    out: dict[str, list[dict]] = {}
+    for family in dict.fromkeys(r["family"] for r in rows):
+        mine = [r for r in rows if r["family"] == family]
+        trials = dict.fromkeys(r.get("trial", json.dumps(r["params"], sort_keys=True)) for r in mine)
+        seeds = sorted({r["seed"] for r in mine})
+        for t in trials:
+            of = [r for r in mine if r.get("trial", json.dumps(r["params"], sort_keys=True)) == t]
+            if sorted(r["seed"] for r in of) != seeds:
+                continue  # not yet measured on every development stream
+            out.setdefault(family, []).append({
+                "trial": t, "params": of[0]["params"], "search": of[0].get("search"), "space": of[0].get("space"),
+                "expected_reward": float(np.mean([r["expected_reward"] for r in of])),
+                "regret": float(np.mean([r["regret"] for r in of])),
+                "per_seed": {r["seed"]: r["expected_reward"] for r in of}})
+    return out
 
 
 def tuned(run_id: str) -> dict[str, dict]:
-    """The best setting of each family on the development stream (by expected reward), plus the fixed entries."""
+    """The best trial of each family on the development streams (by mean expected reward), plus the fixed entries."""
     tune = [r for r in read() if r["part"] == "tune"]
     run = run_id if any(r["run_id"] == run_id for r in tune) else (tune[-1]["run_id"] if tune else run_id)
-    rows = [r for r in tune if r["run_id"] == run]  # this run's tuning, else the latest run's
-    best = {}
-    for family in GRIDS:
-        mine = [r for r in rows if r["family"] == family]
-        if mine:
-            best[family] = max(mine, key=lambda r: r["expected_reward"])["params"]
+    scores = tune_scores([r for r in tune if r["run_id"] == run])  # this run's tuning, else the latest run's
+    best = {f: max(trials, key=lambda t: t["expected_reward"])["params"] for f, trials in scores.items()
+            if len(trials) == N_TRIALS or run != run_id}
     return {**FIXED, **best}
 
 
 def run_online_part(run_id: str, sim) -> None:
     done = done_keys(run_id)
     settings = tuned(run_id)
-    missing = [f for f in GRIDS if f not in settings]
+    missing = [f for f in SPACES if f not in settings]
     if missing:
         raise SystemExit(f"no tuning rows for {missing} in run {run_id}; run the 'tune' part first")
     for seed in SEEDS:
@@ -296,6 +381,33 @@ def _ci(values: list[float], seed: int = 0) -> tuple[float, float, float]:
     return bootstrap_ci(np.asarray(values, dtype=float), n_boot=2000, seed=seed)
 
 
+def load_per_core(r: dict) -> float | None:
+    """A row's 1-minute load average per core, mean of its start and end readings (None: not recorded)."""
+    if "loadavg_start" not in r or "loadavg_end" not in r:
+        return None
+    return (r["loadavg_start"][0] + r["loadavg_end"][0]) / 2 / r["cpu_count"]
+
+
+def _load_range(rows: list[dict]) -> str:
+    loads = [load_per_core(r) for r in rows]
+    known = [v for v in loads if v is not None]
+    if not known:
+        return "not recorded"
+    low, high = f"{min(known):.2f}", f"{max(known):.2f}"
+    text = low if low == high else f"{low}–{high}"
+    return text + (f" ({len(loads) - len(known)} rows without it)" if len(known) < len(loads) else "")
+
+
+def _same_as_shown(rows: list[dict], part: str, run: str, shown: list[dict]) -> str:
+    """' (identical ...)' when an earlier online or tuning run measured the same rows with the same rewards."""
+    if part not in ("tune", "online"):
+        return ""
+    mine = {r["key"]: (r["params"], r["expected_reward"]) for r in rows if r["part"] == part and r["run_id"] == run}
+    if mine == {r["key"]: (r["params"], r["expected_reward"]) for r in shown}:
+        return f" (the same {len(mine)} settings and streams, identical expected plays in every row)"
+    return ""
+
+
 def render() -> None:
     rows = read()
     if not rows:
@@ -303,25 +415,76 @@ def render() -> None:
     latest = {}
     for r in rows:  # the latest run that measured each part
         latest[r["part"]] = r["run_id"]
+    if "online" in latest and any(r["part"] == "tune" and r["run_id"] == latest["online"] for r in rows):
+        latest["tune"] = latest["online"]  # the tuning that chose the settings the online rows ran
+    latest = {p: latest[p] for p in PARTS if p in latest}
     by_part = {p: [r for r in rows if r["part"] == p and r["run_id"] == latest.get(p)] for p in PARTS}
-    machines = sorted({r["machine"] for r in rows if r["run_id"] in latest.values()})
+    shown = [r for p in PARTS for r in by_part[p]]
+    machines = sorted({r["machine"] for r in shown})
+    dirty = [r for r in shown if r.get("git_dirty")]
     lines = [
         "# Artwork bandit: off-policy evaluation and online learning",
         "",
         ("Written by `scripts/bench_artwork_bandit.py`; `python scripts/bench_artwork_bandit.py --render-only` "
-         "rewrites it and its plots from `results.jsonl`."),
+         "rewrites it and its plots from `results.jsonl`, showing the newest run of each part."),
         (f"Runs {', '.join(f'`{run}` ({part})' for part, run in latest.items())}; machine recorded by the rows: "
-         f"{'; '.join(machines)}. The rows record no load; the script asks for one BLAS and one torch thread."),
+         f"{'; '.join(machines)}. The script asks for one BLAS and one torch thread. 1-minute load average per "
+         "core over each part's rows (mean of the readings at a row's start and end): "
+         + "; ".join(f"{p} {_load_range(by_part[p])}" for p in latest) + "."),
         "",
         *measured([(f"{r['part']} (run `{r['run_id']}`)", r["finished_at"][:10] if r.get("finished_at")
-                    else run_id_date(r["run_id"]), r.get("git_commit")) for p in PARTS for r in by_part[p]],
+                    else run_id_date(r["run_id"]), r.get("git_commit")) for r in shown],
                   "each row's `finished_at`, else the start date its run id names"),
     ]
+    older = {p: [run for run in dict.fromkeys(r["run_id"] for r in rows if r["part"] == p) if run != latest[p]]
+             for p in latest}
+    if any(older.values()):
+        lines += ["Earlier runs in `results.jsonl`, not shown here: " + "; ".join(
+            f"{p} {', '.join(f'`{run}`' + _same_as_shown(rows, p, run, by_part[p]) for run in runs)}"
+            for p, runs in older.items() if runs) + ".", ""]
+    moved = [r for r in shown if r.get("head_at_write") and r["head_at_write"] != r.get("git_commit")]
+    if moved:
+        lines += [(f"{len(moved)} rows were written after other commits had landed in the checkout; their commit "
+                   "above is the one the measuring process started from (the code it had imported)."), ""]
+    if dirty:
+        parts = ", ".join(dict.fromkeys(f"{r['part']} (run `{r['run_id']}`)" for r in dirty))
+        lines += [(f"{len(dirty)} of the {len(shown)} rows ({parts}) were measured from a working tree with "
+                   "uncommitted changes on top of the commit named; the rows record that, not the changes."), ""]
     lines += render_obd(by_part["obd"])
     lines += render_online(by_part["tune"], by_part["online"])
     lines += render_offline(by_part["offline"])
     (OUT_DIR / "README.md").write_text("\n".join(lines))
     print(f"wrote {OUT_DIR / 'README.md'}")
+
+
+def _weight(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def _l2_note(r0: dict) -> str:
+    """Where the chosen L2 weight sits in the grid the row records, and the measured log losses."""
+    losses = {float(k): v for k, v in r0["cv_log_loss"].items()}
+    grid, l2 = sorted(losses), float(r0["l2"])
+    text = f" (grid {{{', '.join(map(_weight, grid))}}}; log loss per example " + ", ".join(
+        f"{_weight(g)}: {losses[g]:.8g}" for g in grid)
+    constant = r0.get("cv_log_loss_constant")
+    if constant is not None:
+        text += f"; intercept-only model, each fold's click rate: {constant:.8g}"
+    text += ")."
+    falling = all(losses[a] > losses[b] for a, b in itertools.pairwise(grid))
+    if l2 == grid[-1]:
+        text += (" The chosen weight is the grid's upper edge"
+                 + (", and the loss falls at every step toward it" if falling else "") + ".")
+        if constant is not None and constant <= losses[l2]:
+            text += (" The intercept-only model, the limit of ever stronger regularization, scores "
+                     + ("lower still:" if constant < losses[l2] else "the same:")
+                     + " cross-validation finds no click signal in these features, so the reward model is the constant"
+                     " click rate and DM can only repeat the log's click rate (compare the no-OPE row).")
+    elif l2 == grid[0]:
+        text += " The chosen weight is the grid's lower edge."
+    else:
+        text += " The chosen weight is inside the grid."
+    return text
 
 
 def render_obd(rows: list[dict]) -> list[str]:
@@ -344,8 +507,9 @@ def render_obd(rows: list[dict]) -> list[str]:
         f"over obp's {len({r['bootstrap'] for r in rows})} bootstrap resamples of the random log (`RandomState(b).choice`, b = 0..{max(r['bootstrap'] for r in rows)}, as",
         "`examples/obd/evaluate_off_policy_estimators.py`). The reward model of DM and the DR family is",
         "L2-regularized logistic regression on [position, user features, item features], one model for all",
-        f"positions, cross-fitted on 3 folds; its L2 weight ({l2:g}) was chosen by 3-fold cross-validated log loss",
-        "on the random log alone, never by the error against the truth. Switch-DR and DRos pick λ from obp's grid",
+        f"positions, cross-fitted on 3 folds; its L2 weight ({_weight(l2)}) was chosen by 3-fold cross-validated log loss",
+        "on the random log alone, never by the error against the truth" + _l2_note(r0),
+        "Switch-DR and DRos pick λ from obp's grid",
         "{10, 50, …, 10⁴, ∞} by SLOPE, as obp's tuned estimators do. obp's numbers are quoted from its README",
         "(obp 0.5, logistic regression with C = 100 fitted per position, `n_runs 30`), not re-run here.",
         "",
@@ -371,12 +535,32 @@ def render_obd(rows: list[dict]) -> list[str]:
             cells.append(f"{mean:.3f} ± {np.std(errs, ddof=1):.3f} [{low:.3f}, {high:.3f}]")
         obp = f"{OBP_RELATIVE_ERROR[e]:.3f}" if e in OBP_RELATIVE_ERROR else ""
         lines.append(f"| {OBP_NAMES[e]} | {obp} | " + " | ".join(cells) + " |")
-    lines += [""]
+    lines += ["", "Every row of this section comes from run "
+              + ", ".join(f"`{run}`" for run in dict.fromkeys(r["run_id"] for r in rows)) + ".", ""]
+
+    def paired(t: str, e: str) -> tuple[float, float, float]:
+        mine = [r for r in rows if r["target"] == t]
+        return _ci(np.array([r["relative_error"][e] - r["relative_error"]["naive"] for r in mine]))
+
     for t in targets:
         ranked = sorted((m, e) for m, e in best[t] if e != "naive")
+        m, lo, hi = paired(t, ranked[0][1])
+        same = lo <= 0 <= hi
         lines.append(f"- {t}: our lowest mean relative error is {OBP_NAMES[ranked[0][1]]}'s, {ranked[0][0]:.3f} "
                      f"({'at or below' if ranked[0][0] <= OBP_RELATIVE_ERROR[obp_best] else 'above'} obp's lowest, "
-                     f"{OBP_NAMES[obp_best]} {OBP_RELATIVE_ERROR[obp_best]:.3f}).")
+                     f"{OBP_NAMES[obp_best]} {OBP_RELATIVE_ERROR[obp_best]:.3f})"
+                     + (f"; {OBP_NAMES[ranked[0][1]]} minus the no-OPE row, paired over resamples: {m:+.3f} "
+                        f"[{lo:+.3f}, {hi:+.3f}]"
+                        + (": **not distinguishable from the logging CTR row, which does no OPE**." if same else ".")))
+    for t in targets:
+        mine = [r for r in rows if r["target"] == t]
+        m, lo, hi = paired(t, "dm")
+        gap = np.array([abs(r["values"]["dm"] - r["values"]["naive"]) / r["values"]["naive"] for r in mine])
+        verdict = ("**indistinguishable from the no-OPE constant**" if lo <= 0 <= hi
+                   else ("lower than the no-OPE row's" if hi < 0 else "higher than the no-OPE row's"))
+        lines.append(f"- {t}: DM's relative error is {verdict} (DM minus no-OPE, paired over resamples: "
+                     f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]); DM's estimate differs from the resample's own click rate by "
+                     f"a relative {gap.mean():.2g} on average, at most {gap.max():.2g}.")
     lines.append("")
     if "bts zozotown prior" in targets:
         zoz = [r for r in rows if r["target"] == "bts zozotown prior"]
@@ -388,13 +572,9 @@ def render_obd(rows: list[dict]) -> list[str]:
     for t in targets:
         mine = [r for r in rows if r["target"] == t]
         naive = np.array([r["relative_error"]["naive"] for r in mine])
-        best_e = min(OBD_ESTIMATORS, key=lambda e: np.mean([r["relative_error"][e] for r in mine]))
-        gap = np.array([r["relative_error"][best_e] for r in mine]) - naive
-        m, lo, hi = _ci(gap)
         lines.append(f"- {t}: IPS weights up to {np.mean([r['ips_max_weight'] for r in mine]):.1f} (mean over "
                      f"resamples), effective sample size {np.mean([r['ips_ess'] for r in mine]):,.0f}"
-                     + (f" of {r0['random_rows']:,}. " if counted else ". ") +
-                     f"{OBP_NAMES[best_e]} minus the no-OPE row, paired over resamples: {m:+.3f} [{lo:+.3f}, {hi:+.3f}].")
+                     + (f" of {r0['random_rows']:,}." if counted else "."))
     naive = [r["values"]["naive"] for r in rows]
     worse = {t: sum(np.mean([r["relative_error"][e] for r in rows if r["target"] == t])
                     > np.mean([r["relative_error"]["naive"] for r in rows if r["target"] == t]) for e in OBD_ESTIMATORS)
@@ -436,12 +616,15 @@ def render_online(tune: list[dict], online: list[dict]) -> list[str]:
         "realized plays in brackets); regret against the best artwork for each member, title and hour. All",
         "linear learners and VW see the same features: member context ⊗ artwork one-hot (VW: `-q ca`).",
         "",
-        "Tuning: every family's small grid ran once on a separate development stream"
-        + (f" (seed {tune[0]['seed']})" if tune else "") + " and the best",
-        "setting by expected reward runs on the test streams; VW squarecb also runs at its defaults.",
+        "Test-stream rows (the table and plot below): run "
+        + ", ".join(f"`{run}`" for run in dict.fromkeys(r["run_id"] for r in online))
+        + "; development-stream rows (the tuning tables): run "
+        + (", ".join(f"`{run}`" for run in dict.fromkeys(r["run_id"] for r in tune)) or "none") + ".",
+        "",
+        *_tuning_text(tune, families),
         "",
         ("| policy | setting | expected plays, mean [95% CI] over seeds | median | realized plays | "
-         "regret, mean [95% CI] | play rate, last 1,000 rounds | s per 1,000 rounds |"),
+         "regret, mean [95% CI] | play rate, last 1,000 rounds | s per 1,000 rounds (load per core) |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for f in sorted(families, key=lambda f: -np.mean([r["expected_reward"] for r in per[f]])):
@@ -450,17 +633,36 @@ def render_online(tune: list[dict], online: list[dict]) -> list[str]:
         m, lo, hi = _ci(reward)
         rm, rlo, rhi = _ci([r["regret"] for r in rs])
         setting = ", ".join(f"{k}={v}" for k, v in rs[0]["params"].items()) or "—"
+        loads = [load_per_core(r) for r in rs]
+        load_text = f"{np.mean(loads):.2f}" if None not in loads else "not recorded"
         lines.append(f"| {f} | {setting} | {m:,.1f} [{lo:,.1f}, {hi:,.1f}] | {np.median(reward):,.1f} | "
                      f"{np.mean([r['reward'] for r in rs]):,.1f} | {rm:,.1f} [{rlo:,.1f}, {rhi:,.1f}] | "
                      f"{np.mean([r['last_1000_mean'] for r in rs]):.4f} | "
-                     f"{1000 * np.mean([r['seconds'] / r['rounds'] for r in rs]):.2f} |")
+                     f"{1000 * np.mean([r['seconds'] / r['rounds'] for r in rs]):.2f} ({load_text}) |")
+    loads = [load_per_core(r) for r in online]
+    known = [v for v in loads if v is not None]
+    if known:
+        lines += ["", (f"Timing: wall seconds per 1,000 rounds, one stream at a time; in brackets the 1-minute load "
+                       f"average per core while those rows ran (mean of start and end readings), "
+                       f"{min(known):.2f}–{max(known):.2f} over these rows.")
+                  + (" Above 0.5 per core other work shared the CPUs, so the timings include that contention and "
+                     "compare policies only roughly." if max(known) > 0.5 else "")]
+    else:
+        lines += ["", ("Timing: wall seconds per 1,000 rounds; these rows recorded no load, so how busy the machine "
+                       "was is not known.")]
     oracle = np.mean([r["oracle_reward"] for r in per[families[0]]])
     lines += ["", f"The per-request best artwork would earn {oracle:,.1f} expected plays.", ""]
 
     from marquee.evaluation.statistics import paired_comparison
 
-    ours = max(OURS, key=lambda f: np.mean([r["expected_reward"] for r in per.get(f, [])]) if f in per else -1)
-    lines += [f"Paired over the {len(seeds)} streams, our best policy ({ours}) against each VW learner (goal of issue 6:",
+    dev = {f: max(t["expected_reward"] for t in trials) for f, trials in tune_scores(tune).items() if f in per}
+    if any(f in dev for f in OURS):  # chosen on the development streams, not on the test streams it is judged on
+        ours = max((f for f in OURS if f in dev), key=dev.get)
+        chosen = "our best policy on the development streams"
+    else:
+        ours = max((f for f in OURS if f in per), key=lambda f: np.mean([r["expected_reward"] for r in per[f]]))
+        chosen = "our best policy on these test streams"
+    lines += [f"Paired over the {len(seeds)} test streams, {chosen} ({ours}) against each VW learner (goal of issue 6:",
               "at or above VW squarecb):", ""]
     for vw in [f for f in families if f.startswith("VW")]:
         a = np.array([r["expected_reward"] for r in per[vw]])
@@ -488,13 +690,94 @@ def render_online(tune: list[dict], online: list[dict]) -> list[str]:
     fig.savefig(OUT_DIR / "online_reward.png", dpi=120)
     plt.close(fig)
 
-    if tune:
-        lines += [f"Development stream (seed {tune[0]['seed']}), every setting tried:", "",
-                  "| policy | setting | expected plays | regret |", "|---|---|---|---|"]
-        for r in sorted(tune, key=lambda r: (r["family"], -r["expected_reward"])):
-            setting = ", ".join(f"{k}={v}" for k, v in r["params"].items())
-            lines.append(f"| {r['family']} | {setting} | {r['expected_reward']:,.1f} | {r['regret']:,.1f} |")
+    lines += _tuning_tables(tune, per)
+    return lines
+
+
+def _edges(trial: dict) -> list[str]:
+    """Searched values within EDGE of their range's width (on the search scale) of a bound."""
+    out = []
+    for name, (low, high, log) in (trial["space"] or {}).items():
+        value = trial["search"][name]
+        scale = np.log if log else (lambda v: v)
+        at = (scale(value) - scale(low)) / (scale(high) - scale(low))
+        if at < EDGE or at > 1 - EDGE:
+            out.append(f"{name} {'low' if at < EDGE else 'high'}")
+    return out
+
+
+def _range(space: dict) -> str:
+    return ", ".join(f"{name} {low:g}–{high:g}{' (log)' if log else ''}" for name, (low, high, log) in space.items())
+
+
+def _tuning_text(tune: list[dict], families: list[str]) -> list[str]:
+    scores = tune_scores(tune)
+    seeds = sorted({r["seed"] for r in tune})
+    if not tune:
+        return ["No tuning rows: the settings were not tuned in this run."]
+    if "sampler" not in tune[0]:  # rows of the earlier hand grids
+        return [(f"Tuning: every family's hand grid ran on development stream(s) {', '.join(map(str, seeds))} and "
+                 "the best setting by expected reward runs on the test streams; VW squarecb also runs at its defaults.")]
+    counts = {f: len(t) for f, t in scores.items()}
+    budget = (f"the same budget for every family, {next(iter(counts.values()))} trials each"
+              if len(set(counts.values())) == 1 else
+              "unequal budgets (" + ", ".join(f"{f} {n}" for f, n in counts.items()) + " trials)")
+    untuned = [f for f in families if f not in scores]
+    return [
+        (f"Tuning (run `{tune[0]['run_id']}`): {budget} of a TPE search ({tune[0]['sampler']}) over the ranges "
+         "in the tuning table below, each trial scored by its mean expected plays over the development streams "
+         f"(seeds {', '.join(map(str, seeds))}; never a test stream, {tune[0]['rounds']:,} rounds each). The best "
+         f"trial of each family runs on the test streams. Not tuned: {', '.join(untuned)}."),
+    ]
+
+
+def _tuning_tables(tune: list[dict], per: dict[str, list[dict]]) -> list[str]:
+    scores = tune_scores(tune)
+    if not scores:
+        return []
+    seeds = sorted({r["seed"] for r in tune})
+    lines = []
+    if "sampler" in tune[0]:
+        lines += [(f"Tuning summary (development streams {', '.join(map(str, seeds))}; a chosen value is flagged "
+                   f"when it lies within {EDGE:.0%} of its range's width, on the search scale, of a bound):"), "",
+                  ("| policy | range searched | trials | chosen (trial) | expected plays, development mean | "
+                   "expected plays, test mean | chosen value at an edge |"),
+                  "|---|---|---|---|---|---|---|"]
+        for family, trials in scores.items():
+            best = max(trials, key=lambda t: t["expected_reward"])
+            setting = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+            edges = _edges(best)
+            test = (f"{np.mean([r['expected_reward'] for r in per[family]]):,.1f}"
+                    if family in per and per[family][0]["params"] == best["params"] else "not run")
+            lines.append(f"| {family} | {_range(best['space'])} | {len(trials)} | {setting} ({best['trial']}) | "
+                         f"{best['expected_reward']:,.1f} | {test} | "
+                         f"{('**yes: ' + ', '.join(edges) + '**') if edges else 'no'} |")
         lines.append("")
+        for family, trials in scores.items():
+            best = max(trials, key=lambda t: t["expected_reward"])
+            if not _edges(best):
+                continue
+            ties = [t for t in trials if t is not best and t["expected_reward"] == best["expected_reward"]]
+            lines.append(f"- **{family}**: the chosen value sits at the {', '.join(_edges(best))} edge of its range, "
+                         "so the range, not only the data, may have limited the choice"
+                         + (f"; {len(ties)} other trials scored exactly the same on both development streams ("
+                            + ", ".join(", ".join(f"{k}={v}" for k, v in t["params"].items()) for t in ties)
+                            + ")" if ties else "")
+                         + ".")
+        if not any(_edges(max(t, key=lambda t: t["expected_reward"])) for t in scores.values()):
+            lines.append("No chosen value sits at an edge of its range.")
+        lines.append("")
+    lines += ["Every trial, in the order tried (expected plays per development stream and their mean; ◀ = chosen):",
+              "", "| policy | trial | setting | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | regret, mean |",
+              "|---|---|---|" + "---|" * len(seeds) + "---|---|"]
+    for family, trials in scores.items():
+        best = max(trials, key=lambda t: t["expected_reward"])
+        for t in trials:
+            setting = ", ".join(f"{k}={v}" for k, v in t["params"].items())
+            lines.append(f"| {family} | {t['trial'] if 'sampler' in tune[0] else '—'} | {setting} | "
+                         + " | ".join(f"{t['per_seed'][s]:,.1f}" for s in seeds)
+                         + f" | {t['expected_reward']:,.1f}{' ◀' if t is best else ''} | {t['regret']:,.1f} |")
+    lines.append("")
     return lines
 
 
@@ -520,6 +803,10 @@ def render_offline(rows: list[dict]) -> list[str]:
         "CI covered the truth in brackets.",
         "",
         "True values: " + "; ".join(f"{t} {v:.4f}" for t, v in rows[0]["truth"].items()) + ".",
+        "",
+        "Every row of this section comes from run "
+        + ", ".join(f"`{run}`" for run in dict.fromkeys(r["run_id"] for r in rows))
+        + "; its targets and loggers are fixed settings, not the online part's tuned ones.",
         "",
     ]
     summary, coverage = {}, {}
@@ -579,6 +866,9 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)
+        from marquee.run_record import code_version
+
+        _CODE.update(code_version())  # before anything runs: the commit of the code this process imports
         run_id = args.resume or time.strftime("%Y%m%d-%H%M%S")
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         print(f"run {run_id}")
