@@ -17,11 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 TIE_BREAK_DATE, TIE_BREAK_COMMIT = "2026-12-01", "72b0bf1"
 
 
-def stamp() -> dict[str, str | None]:
-    """``finished_at`` (UTC, to the second) and ``git_commit`` of the marquee checkout measuring a row now."""
+@functools.cache
+def _started_from() -> str | None:
+    """The commit this process's code came from, read once: a commit landing mid-run must not relabel later rows."""
     from marquee.run_record import code_version
 
-    return {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": code_version()["git_commit"]}
+    return code_version()["git_commit"]
+
+
+def stamp() -> dict[str, str | None]:
+    """``finished_at`` (UTC, to the second) and ``git_commit``: the commit the measuring process started from."""
+    return {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git_commit": _started_from()}
 
 
 def run_id_date(run_id: str) -> str:
