@@ -72,8 +72,17 @@ def run_default(name: str, threads: int) -> None:
         if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
             continue
         subprocess.run([sys.executable, "-m", "marquee.train", f"experiment={experiment}", f"seed={seed}",
-                        f"torch_threads={threads}", f"hydra.run.dir={relative(out)}", *QUIET], cwd=REPO, check=True,
-                       env=environment())
+                        f"torch_threads={threads}", f"hydra.run.dir={relative(out)}", f"paths.output_dir={relative(out)}",
+                        *QUIET], cwd=REPO, check=True, env=environment())
+        relative_record(out / "run.json")
+
+
+def relative_record(path: Path) -> None:
+    """Write the repository's absolute path in a committed run record as relative to it (the run's folder and its
+    checkpoints are named by Hydra's absolute output dir), so no path of this machine goes into the repo."""
+    text = path.read_text()
+    if str(REPO) in text:
+        path.write_text(text.replace(f"{REPO}/", "").replace(str(REPO), "."))
 
 
 def time_workers(repeats: int) -> None:
