@@ -20,6 +20,7 @@ import torch
 from marquee.data.catalog import Catalog
 from marquee.data.datasets import target_weights
 from marquee.models.base import TrainableRecommender
+from marquee.retrieval.cross_rank import distributed, other_ranks_rows
 from marquee.retrieval.index import CONFIG_FILE as INDEX_CONFIG_FILE
 from marquee.retrieval.index import ItemIndex
 from marquee.retrieval.losses import StreamingFrequency, sampled_softmax_loss, uniform_log_q
@@ -54,6 +55,7 @@ class TwoTower(TrainableRecommender):
         max_queries: int = 2048,
         frequency_alpha: float = 0.01,
         index: dict[str, Any] | None = None,
+        cross_rank_negatives: bool = True,
     ):
         super().__init__(catalog)
         n_items, self.max_len = self.n_items, max_len
@@ -63,6 +65,7 @@ class TwoTower(TrainableRecommender):
         self.temperature, self.log_q, self.uniform_negatives = temperature, log_q, uniform_negatives
         self.remove_accidental_hits, self.max_queries, self.id_dropout = remove_accidental_hits, max_queries, id_dropout
         self.index_config = dict(index or {"kind": "flat"})
+        self.cross_rank_negatives = cross_rank_negatives  # under DDP: the other ranks' positives as negatives too
         self.item_tower = ItemTower(catalog, dim, hidden, tuple(item_features), dropout)
         self.user_tower = UserTower(catalog, dim, hidden, pooling, max_len, tuple(context), dropout, user_meta)
         self.frequency = StreamingFrequency(n_items, frequency_alpha)
@@ -104,6 +107,12 @@ class TwoTower(TrainableRecommender):
             if log_q is not None:
                 log_q = torch.cat([log_q, log_q.new_full((self.uniform_negatives,),
                                                          uniform_log_q(self.uniform_negatives, self.n_items))])
+        if self.cross_rank_negatives and self.training and distributed():
+            others, other_ids = other_ranks_rows(positives, positive_ids)  # (M', d), (M',)
+            negatives = others if negatives is None else torch.cat([negatives, others])
+            negative_ids = other_ids if negative_ids is None else torch.cat([negative_ids, other_ids])
+            if log_q is not None:  # every rank holds the same frequency estimate (observe() sees every rank's batch)
+                log_q = torch.cat([log_q, self.frequency.log_probability(other_ids)])
         loss = sampled_softmax_loss(queries, positives, positive_ids, self.temperature, negatives, negative_ids,
                                     log_q, self.remove_accidental_hits, weights[rows, cols])
         return {"loss": loss, "queries": torch.tensor(float(len(rows)))}
