@@ -5,6 +5,7 @@ Every step resumes where it stopped, and what it measured stays under experiment
     python scripts/bench_sweeps.py study sasrec --workers 2 --threads 1   # the 40-trial SASRec study, then its
                                                        # winner over 5 seeds
     python scripts/bench_sweeps.py study two_tower     # the 20-trial two-tower study, then its winner over 5 seeds
+    python scripts/bench_sweeps.py study ease          # EASE's 20-trial study (the two-tower's rival, same trials)
     python scripts/bench_sweeps.py default sasrec      # the default config (experiment=sasrec_ml100k) over 5 seeds
     python scripts/bench_sweeps.py workers             # wall time of one fixed study with 1 and with 2 workers
     python scripts/bench_sweeps.py render              # experiments/sweeps/README.md and its plots
@@ -31,9 +32,11 @@ OUT = REPO / "experiments" / "sweeps"
 WORKER_ROWS = OUT / "workers.jsonl"
 SEEDS = [0, 1, 2, 3, 4]
 QUIET = ["evaluation.progress=false", "~callbacks.progress_bar", "+trainer.enable_progress_bar=false"]
-STUDIES = {  # name -> (hparams_search file, n_trials, the experiment its default config is)
-    "sasrec": ("sasrec_ml100k", 40, "sasrec_ml100k"),
-    "two_tower": ("two_tower_ml100k", 20, "two_tower_ml100k"),
+STUDIES = {  # name -> (hparams_search file, n_trials, the overrides that are its default config)
+    "sasrec": ("sasrec_ml100k", 40, ("experiment=sasrec_ml100k",)),
+    "two_tower": ("two_tower_ml100k", 20, ("experiment=two_tower_ml100k",)),
+    # EASE, the two-tower's rival in experiments/retrieval, gets the two-tower's number of trials
+    "ease": ("ease_ml100k", 20, ("model=ease",)),
 }
 
 
@@ -65,13 +68,13 @@ def run_study(name: str, threads: int, workers: int) -> None:
 
 def run_default(name: str, threads: int) -> None:
     """The study's default config, untuned, once per seed (finished seeds are kept)."""
-    _, _, experiment = STUDIES[name]
+    _, _, default = STUDIES[name]
     for seed in SEEDS:
         out = OUT / name / "default" / f"seed_{seed}"
         record = out / "run.json"
         if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
             continue
-        subprocess.run([sys.executable, "-m", "marquee.train", f"experiment={experiment}", f"seed={seed}",
+        subprocess.run([sys.executable, "-m", "marquee.train", *default, f"seed={seed}",
                         f"torch_threads={threads}", f"hydra.run.dir={relative(out)}", f"paths.output_dir={relative(out)}",
                         *QUIET], cwd=REPO, check=True, env=environment())
         relative_record(out / "run.json")
