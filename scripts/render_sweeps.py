@@ -48,6 +48,9 @@ def study_section(folder: Path) -> list[str]:
     n_trials = study["spec"]["n_trials"]
     counts = trials["state"].value_counts().to_dict()
     budget, cap = training_budget(study["overrides"])
+    trained = "validations" in trials and bool((trials["validations"] > 0).any())
+    if not trained:  # a closed-form model (EASE): fitted once, no epochs, nothing for early stopping to watch
+        budget = "each trial one closed-form fit (no epochs)"
     lines = [f"## {study['study_name']}", "",
              (f"Search space (`configs/hparams_search/{study['study_name']}.yaml`), TPE seeded "
              f"{study['spec']['sampler_seed']}, median pruning {study['spec']['pruner']}, objective "
@@ -59,7 +62,7 @@ def study_section(folder: Path) -> list[str]:
     if "optimize" in study:
         lines += [(f"Wall time of the last optimization run: {duration(study['optimize']['wall_seconds'])} with "
                   f"{study['optimize']['workers']} worker(s)."), ""]
-    if "validations" in trials:
+    if trained:
         done = trials[trials["state"] == "COMPLETE"]
         capped = int((done["validations"] >= cap).sum())
         lines += [(f"{capped} of {len(done)} completed trials ran to the {cap}-epoch cap without stopping early "
