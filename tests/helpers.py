@@ -81,3 +81,31 @@ def minimal_policy(kind: str = "uniform") -> dict:
     if kind == "linear":
         policy |= {"epsilon": 0.1, "theta": [float(i) for i in range(7 * len(features))]}
     return policy
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (for a service or a process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gloo_group(rank: int, world: int, port: int):
+    """Context manager: this process as rank ``rank`` of a ``world``-process gloo group on loopback, torn down after."""
+    import contextlib
+    import os
+
+    import torch.distributed as dist
+
+    @contextlib.contextmanager
+    def group():
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+        try:
+            yield
+        finally:
+            dist.destroy_process_group()
+
+    return group()

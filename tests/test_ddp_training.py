@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -32,7 +31,7 @@ from marquee.config_dir import CONFIG_DIR
 from marquee.data.datamodules import EpochShuffle, PairDataModule, SequenceDataModule
 from marquee.data.splits import LeaveOneOut
 from marquee.training.distributed import WrappedSamplerEpoch
-from tests.helpers import make_log, train
+from tests.helpers import free_port, make_log, train
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="this torch has no gloo backend, which DDP on CPU needs")
@@ -174,12 +173,6 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     Path(out, f"rank{rank}.json").write_text(json.dumps(_record(world)))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _expected(name: str, epoch: int) -> list[list[int]]:
     """Every training row once, in the order of the datamodule's shuffle for ``epoch``."""
     datamodule = _datamodules()[name]
@@ -197,7 +190,7 @@ def _rows(batches: list[list[list[int]]]) -> Counter:
 
 @pytest.mark.slow
 def test_each_rank_trains_on_its_half_of_a_new_shuffle_every_epoch(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for name, padding in (("windows", 1), ("pairs", 16)):  # the sampler evens out the ranks with a row or a batch
         for epoch in ("0", "1"):

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from marquee.data.catalog import Catalog
@@ -17,7 +14,7 @@ from marquee.data.splits import LeaveOneOut
 from marquee.evaluation.evaluator import Evaluator
 from marquee.evaluation.ranked import RankedUsers, merge_ranked
 from marquee.models.base import Recommender
-from tests.helpers import make_log
+from tests.helpers import free_port, gloo_group, make_log
 
 
 class ItemIdScores(Recommender):
@@ -43,28 +40,18 @@ def _evaluate() -> dict[str, float]:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, port):
         shard = len(EvaluationData(_split()).eval_dataloader("test").sampler)
         metrics = _evaluate()
         if rank == 0:
             with open(out, "w") as f:
                 json.dump({**metrics, "shard_users": shard}, f)
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_two_rank_gloo_evaluation_equals_one_process(tmp_path):
     out = tmp_path / "metrics.json"
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     gathered = json.loads(out.read_text())
     assert gathered.pop("shard_users") == 13  # each rank ranked half of the 25 users (one padded)
     single = _evaluate()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from marquee.export.bundle import load_bundle
 from marquee.serving.app import create_app
 from marquee.serving.impressions import EVENTS, IMPRESSIONS, compact, read_impressions, read_lines
 from marquee.serving.pipeline import mmr
+from tests.helpers import free_port
 from tests.test_export import CASCADE
 
 N_HISTORIES = 40  # members 1..40 in the history store
@@ -252,12 +252,6 @@ def test_serve_refuses_a_bad_bundle_in_one_line(tmp_path):
         assert len(done.stderr.strip().splitlines()) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(bundle_dir: Path, log_dir: Path, port: int, *extra: str) -> subprocess.Popen:
     """``python -m marquee.serve`` in its own process group (``extra``: more key=value arguments), once healthy."""
     process = subprocess.Popen([sys.executable, "-m", "marquee.serve", f"bundle={bundle_dir}", f"port={port}",
@@ -276,7 +270,7 @@ def _start(bundle_dir: Path, log_dir: Path, port: int, *extra: str) -> subproces
 
 
 def test_kill_9_loses_no_acknowledged_impression_or_event_and_old_ids_stay_known(bundle_dir, tmp_path):
-    log_dir, port = tmp_path / "log", _free_port()
+    log_dir, port = tmp_path / "log", free_port()
     url = f"http://127.0.0.1:{port}"
     process = _start(bundle_dir, log_dir, port)
     impressions, events = [], []
@@ -295,7 +289,7 @@ def test_kill_9_loses_no_acknowledged_impression_or_event_and_old_ids_stay_known
     assert [r["event_id"] for r in read_lines(log_dir / EVENTS)] == events
     with open(log_dir / IMPRESSIONS, "a") as f:
         f.write('{"impression_id": "torn')  # a line a crash cut short, never acknowledged
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = _start(bundle_dir, log_dir, port)
     try:

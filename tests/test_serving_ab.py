@@ -20,7 +20,8 @@ from marquee.serving.ab import ab_readout, bucket, member_key
 from marquee.serving.ab import main as ab_main
 from marquee.serving.app import create_app
 from marquee.serving.impressions import EVENTS, IMPRESSIONS, read_impressions
-from tests.test_serving import N_HISTORIES, _free_port, bundle, bundle_dir, histories, run_dir  # noqa: F401 - module fixtures
+from tests.helpers import free_port
+from tests.test_serving import N_HISTORIES, bundle, bundle_dir, histories, run_dir  # noqa: F401 - module fixtures
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def test_a_log_with_one_variant_is_refused_in_one_line(tmp_path, capsys):
 
 
 def test_serve_starts_an_ab_test_from_the_command_line(bundle_dir, bundle_b, tmp_path):  # noqa: F811
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "marquee.serve", f"bundle={bundle_dir}", f"variant_b={bundle_b}",
                                 "split=0.3", "salt=test", f"port={port}", f"log_dir={tmp_path}"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)

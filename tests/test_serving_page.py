@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_serving import _free_port, bundle, bundle_dir, histories, run_dir  # noqa: F401  (fixtures)
+from tests.helpers import free_port
+from tests.test_serving import bundle, bundle_dir, histories, run_dir  # noqa: F401  (fixtures)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="the page test drives chromium through Playwright")
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (De
 
 @pytest.fixture(scope="module")
 def service(bundle_dir: Path, histories: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
-    port = _free_port()
+    port = free_port()
     log_dir = tmp_path_factory.mktemp("page_log")
     process = subprocess.Popen([sys.executable, "-m", "marquee.serve", f"bundle={bundle_dir}", f"port={port}",
                                 f"log_dir={log_dir}", f"histories={histories}", "seed=0"],

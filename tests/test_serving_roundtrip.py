@@ -18,7 +18,8 @@ import pytest
 from marquee.compare import main as compare
 from marquee.serving.ab import ab_readout
 from marquee.serving.impressions import EVENTS, IMPRESSIONS, compact, read_impressions, read_lines
-from tests.test_serving import N_HISTORIES, _free_port, _start, bundle, bundle_dir, histories, run_dir  # noqa: F401
+from tests.helpers import free_port
+from tests.test_serving import N_HISTORIES, _start, bundle, bundle_dir, histories, run_dir  # noqa: F401
 from tests.test_serving_ab import bundle_b  # noqa: F401
 
 
@@ -48,12 +49,12 @@ def _visit(url: str, members: range, rng: np.random.Generator, play_b: float, pl
 def test_train_export_serve_log_kill_restart_and_the_bandit_and_ab_readout_read_it(
         bundle_dir, bundle_b, histories, tmp_path):  # noqa: F811
     log_dir, rng = tmp_path / "log", np.random.default_rng(0)
-    port = _free_port()
+    port = free_port()
     first = _serve(bundle_dir, bundle_b, histories, log_dir, port)
     shown, played = _visit(f"http://127.0.0.1:{port}", range(1, N_HISTORIES // 2 + 1), rng, 0.9, 0.1)
     os.killpg(first.pid, signal.SIGKILL)  # no shutdown: only what was fsynced before each answer survives
     first.wait()
-    second = _serve(bundle_dir, bundle_b, histories, log_dir, port := _free_port())
+    second = _serve(bundle_dir, bundle_b, histories, log_dir, port := free_port())
     more = _visit(f"http://127.0.0.1:{port}", range(N_HISTORIES // 2 + 1, N_HISTORIES + 1), rng, 0.9, 0.1)
     os.killpg(second.pid, signal.SIGKILL)
     second.wait()

@@ -198,15 +198,15 @@ def off_policy(log_dir: Path, impressions: list[dict[str, Any]], played: set[str
     out = []
     for logged in sorted(policies):
         rows = [r for r in impressions if str(r.get("variant")) == logged and r.get("policy_id") == ids[logged]
-                and r.get("arm_features")]  # a title without features (not in the layout): no policy chose it
+                and r.get("arm_feature_ids")]  # a title without features (not in the layout): no policy chose it
         if not rows:
             continue
         context = np.array([r["context_vector"] for r in rows], dtype=np.float64)  # (n, d)
-        width = max(len(r["arm_features"]) for r in rows)
+        width = max(len(r["arm_feature_ids"]) for r in rows)
         arms, mask = np.zeros((len(rows), width), dtype=np.int64), np.zeros((len(rows), width), dtype=bool)
         for i, r in enumerate(rows):
-            arms[i, : len(r["arm_features"])] = np.argmax(r["arm_features"], axis=1)
-            mask[i, : len(r["arm_features"])] = True
+            arms[i, : len(r["arm_feature_ids"])] = r["arm_feature_ids"]
+            mask[i, : len(r["arm_feature_ids"])] = True
         slot = np.array([r["slot"] for r in rows])
         propensity = np.array([r["propensity"] for r in rows], dtype=np.float64)
         reward = np.array([r["impression_id"] in played for r in rows], dtype=np.float64)

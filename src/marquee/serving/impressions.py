@@ -55,8 +55,9 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def read_impressions(path: Path) -> Iterator[dict[str, Any]]:
-    """One record per impression: each page's shared fields with each of its titles' own; ``arm_features`` as
-    one-hot rows of ``n_arm_features`` (empty for a title without features)."""
+    """One record per impression: each page's shared fields with each of its titles' own; ``arm_feature_ids`` the
+    feature each artwork shows, and ``arm_features`` the same as one-hot rows of ``n_arm_features`` (both empty
+    for a title without features)."""
     for line in read_lines(path):
         titles = line.pop("impressions", None)
         if titles is None:  # the older layout: already one line per impression
@@ -65,7 +66,8 @@ def read_impressions(path: Path) -> Iterator[dict[str, Any]]:
         n = line.get("n_arm_features", 0)
         for title in titles:
             ids = title.get("arm_features", [])
-            yield {**line, **title, "arm_features": [[float(j == i) for j in range(n)] for i in ids]}
+            yield {**line, **title, "arm_feature_ids": ids,
+                   "arm_features": [[float(j == i) for j in range(n)] for i in ids]}
 
 
 class ImpressionLog:
@@ -127,13 +129,6 @@ class ImpressionLog:
             self.known.update(t["impression_id"] for t in record["impressions"])
         self._wait_durable(number)
 
-    def impressions(self, records: list[dict[str, Any]]) -> None:
-        """Append impressions in the one-line-per-impression layout, durably, in one write."""
-        with self.lock:
-            number = self._append(IMPRESSIONS, records)
-            self.known.update(r["impression_id"] for r in records)
-        self._wait_durable(number)
-
     def event(self, record: dict[str, Any]) -> None:
         """Append a member's event; KeyError when its impression id was never logged here."""
         with self.lock:
@@ -187,7 +182,8 @@ def compact(log_dir: str | Path, out_dir: str | Path | None = None) -> dict[str,
     one_hot = [[[float(j == k) for j in range(len(a))] for k in range(len(a))] for a in impressions["arms"]]
     if "arm_features" in impressions:  # older lines lack them: their synthetic variants are one-hot by slot
         one_hot = [f if isinstance(f, list) else o for f, o in zip(impressions["arm_features"], one_hot)]
-    for column in ("history", "context", "candidates", "arms", "context_vector", "arm_features"):  # JSON text
+    for column in ("history", "context", "candidates", "arms", "context_vector", "arm_features",
+                   "arm_feature_ids"):  # nested: kept as JSON text
         if column in joined:
             joined[column] = joined[column].map(json.dumps)
     paths = {"joined": out / "joined.parquet", "artwork_log": out / "artwork_log.parquet"}
