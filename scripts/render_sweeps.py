@@ -61,7 +61,8 @@ def study_section(folder: Path) -> list[str]:
              f"trial time {duration(trials['duration_s'].sum())} in all.", ""]
     if "optimize" in study:
         lines += [(f"Wall time of the last optimization run: {duration(study['optimize']['wall_seconds'])} with "
-                  f"{study['optimize']['workers']} worker(s)."), ""]
+                  f"{study['optimize']['workers']} worker(s); the study records no machine load, so this is "
+                  "not a speed figure (the timed comparison of one and two workers is the last section)."), ""]
     if trained:
         done = trials[trials["state"] == "COMPLETE"]
         capped = int((done["validations"] >= cap).sum())
@@ -125,8 +126,9 @@ def workers_section() -> list[str]:
 def render(out: Path = OUT) -> Path:
     lines = ["# Hyperparameter studies", "",
              ("Written by `python scripts/render_sweeps.py` from the files in this folder; the studies run with "
-             "`python scripts/bench_sweeps.py study sasrec --workers 2 --threads 1` (and `two_tower`), the default configs' seeds with "
-             "`python scripts/bench_sweeps.py default sasrec`. Protocol: trials are chosen on validation only "
+             "`python scripts/bench_sweeps.py study sasrec --workers 2 --threads 1` (and `two_tower`; `ease` with "
+             "`--workers 1 --threads 2`), the default configs' seeds with `python scripts/bench_sweeps.py default "
+             "sasrec` (and `two_tower`, `ease`). Protocol: trials are chosen on validation only "
              "(they never evaluate test); the winner is frozen to `best.yaml`, then it and the default config "
              "run with seeds 0-4 and only those runs read test."), ""]
     for folder in sorted(p for p in out.iterdir() if (p / "study.json").is_file()):
