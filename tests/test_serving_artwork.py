@@ -81,6 +81,7 @@ def test_bad_policy_files_are_refused_naming_what_is_wrong(bundle):  # noqa: F81
              ({**good, "theta": good["theta"][:-1]}, "theta needs"),
              ({**good, "version": 99}, "newer than"),
              ({**good, "layout": {**good["layout"], "titles": {"x": [999]}}}, "title 'x'"),
+             ({**good, "layout": {**good["layout"], "titles": {"y": [0] * 65}}}, "more than 64"),
              ({**good, "layout": {k: v for k, v in good["layout"].items() if k != "taste_std"}}, "taste_std")]
     for policy, message in cases:
         with pytest.raises(PolicyFileError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):

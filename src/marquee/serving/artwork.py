@@ -32,7 +32,8 @@ import numpy as np
 
 FORMAT, VERSION = "marquee-artwork-policy", 1
 UNIFORM = "uniform-random v1"
-HOUR_BUCKETS = ("night", "morning", "afternoon", "evening")  # hours 0-5, 6-11, 12-17, 18-23, as the simulator's
+HOUR_BUCKETS = ("night", "morning", "afternoon", "evening")
+MAX_ARTWORKS = 64  # per title: arm ids are the title's place in the layout x 64 + the artwork's slot  # hours 0-5, 6-11, 12-17, 18-23, as the simulator's
 
 
 class PolicyFileError(ValueError):
@@ -82,9 +83,11 @@ def check_policy(policy: dict[str, Any], where: str = "policy") -> dict[str, Any
     g, f = len(layout["genres"]), len(layout["arm_features"])
     if len(layout["taste_mean"]) != g or len(layout["taste_std"]) != g:
         raise PolicyFileError(f"{where}: layout.taste_mean and taste_std need one value per genre ({g})")
-    bad = next((t for t, arms in layout["titles"].items() if not arms or any(not 0 <= a < f for a in arms)), None)
+    bad = next((t for t, arms in layout["titles"].items()
+                if not 0 < len(arms) <= MAX_ARTWORKS or any(not 0 <= a < f for a in arms)), None)
     if bad is not None:
-        raise PolicyFileError(f"{where}: title {bad!r} has no artworks or an arm feature outside 0..{f - 1}")
+        raise PolicyFileError(f"{where}: title {bad!r} has no artworks, more than {MAX_ARTWORKS}, or an arm feature "
+                              f"outside 0..{f - 1}")
     if kind == "linear":
         theta = np.asarray(policy.get("theta", []), dtype=np.float64)
         d = g + len(HOUR_BUCKETS)
@@ -140,7 +143,7 @@ class PolicyArtwork:
         self.features = list(layout["arm_features"])
         self.n_features = len(self.features)
         self.titles = {str(t): [int(a) for a in arms] for t, arms in layout["titles"].items()}
-        self.arm_base = {t: i * 64 for i, t in enumerate(sorted(self.titles))}  # arm id = base + slot
+        self.arm_base = {t: i * MAX_ARTWORKS for i, t in enumerate(sorted(self.titles))}  # arm id = base + slot
         self.kind, self.epsilon = policy["kind"], float(policy.get("epsilon", 1.0))
         d, f = len(self.genres) + len(HOUR_BUCKETS), len(self.features)
         self.theta = (np.asarray(policy["theta"], dtype=np.float64).reshape(d + 1, f) if self.kind == "linear"
