@@ -1,15 +1,18 @@
 """Two-tower retrieval measured: accuracy against EASE and popularity, the negatives' accuracy-coverage trade-off,
 HNSW against exact search at 1M items, the retrieval -> ranking cascade, and cold items and users.
 
-Every model trains through ``marquee.training.pipeline.fit_pipeline`` (the path ``python -m marquee.train`` takes,
-with the Catalog it builds: member metadata included) and every list is scored by the one Evaluator. Rows are appended to experiments/retrieval/results.jsonl as they
-finish, tagged with the run id; the README and plots are rendered from the latest row of each measurement.
-Timings are single-threaded (torch and FAISS searches on one thread; the HNSW build says its threads).
+Under the protocol: every model is its study's frozen winner (experiments/sweeps/*/best.yaml). Accuracy, negatives
+and the cascade are seed groups trained by ``python -m marquee.train`` into experiments/retrieval/runs/<group>/seed_<n>
+(run.json, metrics.json and per-user files committed) and compared as ``marquee.compare`` compares runs; the
+two-tower's and EASE's own seed groups are the studies'. HNSW and the cold-start splits are measured in process
+through ``marquee.training.pipeline.fit_pipeline`` and the one Evaluator, appended to results.jsonl as they finish,
+tagged with the run id; the README shows each part's newest run. Timings are single-threaded (torch and FAISS
+searches on one thread; the HNSW build says its threads).
 
-    python scripts/bench_retrieval.py                          # every part (about an hour on 2 cores)
-    python scripts/bench_retrieval.py --parts hnsw cascade     # some parts
-    python scripts/bench_retrieval.py --resume RUN_ID          # finish a cut-short run: skip rows it has
-    python scripts/bench_retrieval.py --render-only            # rewrite the README from the rows
+    python scripts/bench_retrieval.py                          # every part
+    python scripts/bench_retrieval.py --parts groups           # the seed groups only (accuracy, negatives, cascade)
+    python scripts/bench_retrieval.py --parts cold_items --resume RUN_ID   # finish a cut-short run of row parts
+    python scripts/bench_retrieval.py --render-only            # rewrite the README from the committed files
 """
 
 from __future__ import annotations
@@ -29,16 +32,12 @@ from marquee.models.base import Recommender
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "experiments" / "retrieval"
 ROWS = OUT_DIR / "results.jsonl"
-PARTS = ("accuracy", "negatives", "hnsw", "cascade", "cold_items", "cold_users")
+PARTS = ("groups", "hnsw", "cold_items", "cold_users")
 DATASETS = {"ml100k": ("two_tower_ml100k", "MovieLens-100K"), "video_games": ("two_tower_video", "Amazon Video Games")}
 KS = [10, 50, 100, 200]
-NEGATIVES = {"in-batch": {"model.log_q": False, "model.uniform_negatives": 0},
-             "+ logQ": {"model.log_q": True, "model.uniform_negatives": 0},
-             "+ logQ + mixed": {"model.log_q": True, "model.uniform_negatives": 1024}}
-# Video Games trains ~1 minute an epoch here: its three variants get 10 epochs each
-NEGATIVES_BUDGET = {"video_games": ["trainer.max_epochs=10"]}
-CANDIDATES = (50, 100, 200, 400, 800)
-SEEDS = {"ml100k": (1, 2)}  # extra training seeds of the two-tower (the configs' seed is 42)
+SWEEPS = REPO / "experiments" / "sweeps"
+GROUPS_DIR = OUT_DIR / "runs"  # the seed groups this benchmark trains (run.json, metrics, per-user files committed)
+SEEDS = [0, 1, 2]
 HNSW = {"n": 1_000_000, "d": 64, "M": 32, "ef_construction": 80, "ef_search": (100, 200, 400, 800),
         "k": 100, "queries": 1000, "single_queries": 200, "build_threads": 2}
 # "isotropic" (standard Gaussian directions, the hardest case for a graph index) is supported too; its 1M build
@@ -155,36 +154,44 @@ def two_tower(bench: Bench, dataset: str, name: str, overrides: list[str] = (), 
 
 # ---- parts -------------------------------------------------------------------------------------
 
-def part_accuracy(bench: Bench, dataset: str) -> None:
-    """Two-tower (the experiment config) against EASE and MostPopular, full-catalog ranking, test users."""
-    model, info, split = two_tower(bench, dataset, "two-tower")
-    if not bench.has("accuracy", dataset, "Two-tower"):
-        bench.add("accuracy", dataset, "Two-tower", **info, **evaluate(model, split))
-    for seed in SEEDS.get(dataset, ()):  # the same config trained again: how much a training run varies
-        name = f"Two-tower seed={seed}"
-        if not bench.has("accuracy", dataset, name):
-            model, info, _ = two_tower(bench, dataset, name, [f"seed={seed}"], split=split)
-            bench.add("accuracy", dataset, name, seed=seed, **info, **evaluate(model, split))
-    for name, label in (("ease", "EASE"), ("pop", "MostPopular")):
-        if bench.has("accuracy", dataset, label):
-            continue
-        started = time.perf_counter()
-        fitted = baseline(name, split)
-        bench.add("accuracy", dataset, label, train_seconds=time.perf_counter() - started, **evaluate(fitted, split))
-        del fitted
+def frozen(study: str) -> list[str]:
+    """The overrides of a study's frozen winner (``experiments/sweeps/<study>/best.yaml``): its search file and
+    the winning parameters, as the study's seed runs had them."""
+    import yaml
+
+    best = yaml.safe_load((SWEEPS / study / "best.yaml").read_text())
+    return [f"hparams_search={best['study']}", *(f"{k}={v}" for k, v in best["params"].items())]
 
 
-def part_negatives(bench: Bench, dataset: str) -> None:
-    """In-batch only, + logQ, + logQ + mixed negatives: recall@100 against coverage@100 (test users)."""
-    budget = NEGATIVES_BUDGET.get(dataset, [])
-    for name, switches in NEGATIVES.items():
-        if bench.has("negatives", dataset, name):
+def stage_overrides(study: str, stage: str) -> list[str]:
+    """A study's winning parameters applied to one stage of a pipeline (``pipeline.stages.<stage>.<key>``)."""
+    return [f"pipeline.stages.{stage}.{o}" for o in frozen(study)[1:]]
+
+
+def groups() -> dict[str, tuple[str, str, tuple[str, ...], list[int]]]:
+    """name -> (part, label, overrides, seeds): the seed groups trained here. The frozen winners' own seed groups
+    (two-tower, EASE, SASRec) are the studies' and are read from experiments/sweeps/, not re-run."""
+    tower = frozen("two_tower")
+    return {
+        "pop": ("accuracy", "MostPopular", ("model=pop",), [0]),  # deterministic: one run
+        "in_batch": ("negatives", "in-batch", (*tower, "model.log_q=false"), SEEDS),
+        "mixed": ("negatives", "+ logQ + mixed", (*tower, "model.uniform_negatives=1024"), SEEDS),
+        # the two winners as the cascade's stages: the two-tower's top 200 re-scored by SASRec
+        "cascade": ("cascade", "two-tower top 200 -> SASRec",
+                    ("experiment=cascade_ml100k", *frozen("sasrec")[1:], *stage_overrides("two_tower", "retriever")),
+                    SEEDS),
+    }
+
+
+def part_groups(names: list[str] | None = None, threads: int = 1) -> None:
+    """Train every seed of the seed groups (finished seeds are kept)."""
+    from bench_sweeps import train_seed
+
+    for name, (_, _, overrides, seeds) in groups().items():
+        if names and name not in names:
             continue
-        overrides = [f"{k}={str(v).lower()}" for k, v in switches.items()] + budget
-        # "+ logQ" is the experiment's own config: without a budget of its own, the accuracy part's model
-        same = name == "+ logQ" and not budget
-        model, info, split = two_tower(bench, dataset, "two-tower" if same else name, overrides)
-        bench.add("negatives", dataset, name, **info, **evaluate(model, split))
+        for seed in seeds:
+            print(train_seed(overrides, seed, GROUPS_DIR / name / f"seed_{seed}", threads), flush=True)
 
 
 def part_hnsw(bench: Bench) -> None:
@@ -251,42 +258,6 @@ def timed_search(index, queries: np.ndarray, k: int, n_single: int) -> tuple[np.
     return found, batched, single
 
 
-def part_cascade(bench: Bench, dataset: str) -> None:
-    """Two-tower top-N (HNSW) -> ranker, against the ranker over the full catalog, for several N."""
-    from marquee.retrieval.cascade import CascadeRecommender
-
-    retriever, _, split = two_tower(bench, dataset, "two-tower")
-    retriever.build_index()
-    for ranker_name in ("EASE", "SASRec"):
-        if all(bench.has("cascade", dataset, f"{ranker_name} N={n}") for n in CANDIDATES):
-            continue
-        ranker, train_seconds = cascade_ranker(bench, dataset, ranker_name, split)
-        for n in CANDIDATES:
-            name = f"{ranker_name} N={n}"
-            if bench.has("cascade", dataset, name):
-                continue
-            m = evaluate(CascadeRecommender(retriever, ranker, n), split, ks=[10, 20, 50, n], parts=True)
-            kept = {k: v for k, v in m.items() if any(key in k for key in ("ndcg@10", "recall@", "ms_per_user",
-                                                                           "n_users"))}
-            kept[f"candidate_recall@{n}"] = m[f"retriever/recall@{n}"]
-            kept["ndcg@10_vs_full_catalog"] = m["ndcg@10"] / m["ranker/ndcg@10"]
-            bench.add("cascade", dataset, name, ranker=ranker_name, n_candidates=n, ranker_train_seconds=train_seconds,
-                      index=retriever.index.kind, **kept)
-
-
-def cascade_ranker(bench: Bench, dataset: str, name: str, split):
-    """The ranker of the cascade: EASE (whole histories) or SASRec (last 50 events), and its training seconds."""
-    if name == "EASE":
-        started = time.perf_counter()
-        return baseline("ease", split), time.perf_counter() - started
-    experiment = f"sasrec_{dataset}"  # the ranker issue's tuned config, when it has one
-    base = ([f"experiment={experiment}"] if (REPO / "configs" / "experiment" / f"{experiment}.yaml").is_file()
-            else ["model=sasrec", "datamodule=sequences", f"data={dataset}"])
-    cfg = compose([*base, *QUIET, "paths.output_dir=unused"])
-    model, seconds, _ = train(cfg, split, bench.work / dataset / "sasrec")
-    return model, seconds
-
-
 def part_cold_items(bench: Bench, dataset: str) -> None:
     """10% of the items never train; test users rank the held-out test items among themselves."""
     from marquee.data.catalog import Catalog
@@ -303,10 +274,13 @@ def part_cold_items(bench: Bench, dataset: str) -> None:
     fixed = ["~callbacks.model_checkpoint", "~callbacks.early_stopping", "+trainer.limit_val_batches=0",
              "trainer.max_epochs=25"]
     scorers, info = {}, {}
-    for name, dropout in (("Two-tower (content tower)", 0.1), ("Two-tower, 50% id dropout", 0.5)):
-        scorers[name], info[name], _ = two_tower(
-            bench, dataset, f"two-tower-id-dropout-{dropout}", [*fixed, f"model.id_dropout={dropout}"], split=split,
-            study="-cold-items")
+    for seed in SEEDS:  # the two-tower study's frozen winner, its id dropout set as each row names
+        for name, dropout in (("Two-tower (content tower)", 0.1), ("Two-tower, 50% id dropout", 0.5)):
+            row = f"{name} seed={seed}"
+            scorers[row], info[row], _ = two_tower(
+                bench, dataset, f"two-tower-id-dropout-{dropout}-seed-{seed}",
+                [*frozen("two_tower")[1:], *fixed, f"model.id_dropout={dropout}", f"seed={seed}"], split=split,
+                study="-cold-items")
     catalog = Catalog.from_split(split)
     popularity_on_targets = torch.zeros(log.n_items + 1)  # leaks the answers: a ceiling for any popularity
     popularity_on_targets.index_add_(0, torch.as_tensor(split.test["item_id"].to_numpy(np.int64)),
@@ -327,16 +301,20 @@ def part_cold_users(bench: Bench, dataset: str) -> None:
 
     cfg = compose([f"experiment={DATASETS[dataset][0]}", "paths.output_dir=unused"])
     split = UserHoldout(val_fraction=0.1, test_fraction=0.1, fold_in=3, seed=0)(load_log(cfg.data))
-    model, info, _ = two_tower(bench, dataset, "two-tower", split=split, study="-cold-users")
-    rows = {"Two-tower (picks + metadata + context)": model,
-            "Two-tower (metadata + context, no picks)": _NoHistory(model),
-            "EASE (picks)": baseline("ease", split),
-            "MostPopular": baseline("pop", split),
-            "Random": baseline("random", split)}
-    for name, scorer in rows.items():
+    import yaml
+
+    l2 = yaml.safe_load((SWEEPS / "ease" / "best.yaml").read_text())["params"]["model.l2"]
+    rows, info = {}, {}
+    for seed in SEEDS:  # the two-tower study's frozen winner
+        model, info[seed], _ = two_tower(bench, dataset, f"two-tower-seed-{seed}",
+                                         [*frozen("two_tower")[1:], f"seed={seed}"], split=split, study="-cold-users")
+        rows[f"Two-tower (picks + metadata + context) seed={seed}"] = (model, info[seed])
+        rows[f"Two-tower (metadata + context, no picks) seed={seed}"] = (_NoHistory(model), info[seed])
+    rows |= {"EASE (picks)": (baseline("ease", split, l2=l2), {}), "MostPopular": (baseline("pop", split), {}),
+             "Random": (baseline("random", split), {})}
+    for name, (scorer, trained) in rows.items():
         if not bench.has("cold_users", dataset, name):
-            bench.add("cold_users", dataset, name, **(info if "Two-tower" in name else {}),
-                      **evaluate(scorer, split, ks=[10, 50]))
+            bench.add("cold_users", dataset, name, **trained, **evaluate(scorer, split, ks=[10, 50]))
 
 
 class _Fixed(Recommender):
@@ -364,37 +342,42 @@ class _NoHistory(Recommender):
 # ---- README ------------------------------------------------------------------------------------
 
 def render() -> None:
-    rows = read()
-    if not rows:
-        raise SystemExit(f"no rows in {ROWS}; run without --render-only first")
-    latest = {(r["part"], r.get("dataset"), r["name"]): r for r in rows}  # later rows win
+    rows = [r for r in read() if r["part"] in PARTS]  # the row parts; the seed groups are read from their folders
+    newest = {}  # each part's rows from the newest run that measured it
+    for row in rows:
+        newest.setdefault((row["part"], row.get("dataset")), {}).setdefault(row["run_id"], []).append(row)
     by_part: dict[str, list[dict]] = {}
-    for row in latest.values():
-        by_part.setdefault(row["part"], []).append(row)
-    runs = sorted({r["run_id"] for r in latest.values()})
-    machines = sorted({r["machine"] for r in latest.values()})
+    for (part, _), runs in newest.items():
+        latest = {r["name"]: r for r in runs[max(runs)]}  # within the run, a repeated row's later measurement
+        by_part.setdefault(part, []).extend(latest.values())
+    shown = [r for part in by_part.values() for r in part]
+    machines = sorted({r["machine"] for r in shown})
     lines = [
         "# Two-tower retrieval, the cascade, and cold start",
         "",
-        "Reproduce: `python scripts/bench_retrieval.py` (rows in `results.jsonl`, this page from them with",
-        f"`python scripts/bench_retrieval.py --render-only`). Runs {', '.join(f'`{r}`' for r in runs)}; machine",
-        f"recorded by the rows: {'; '.join(machines)}. The rows record no load. **Timings are single-threaded**:",
-        "`torch.set_num_threads(1)` and FAISS searches on one thread (the HNSW build used the threads it names).",
-        "Leave-one-out by time, full-catalog ranking with seen items masked, every test user; 95% percentile",
-        "bootstrap CIs over users (1,000 resamples). The two-tower trains through `marquee.training.pipeline.fit_pipeline`",
-        "(what `python -m marquee.train` runs) with the experiment configs `two_tower_ml100k` / `two_tower_video`",
-        "(validation NDCG@10 every epoch, early stopping, best epoch restored). The user tower reads member",
-        "metadata where the data has it (ML-100K: age, gender, occupation), from the Catalog every model receives.",
-        "",
-        *render_provenance(rows, latest),
-        "Tests of the parts measured here: `tests/test_retrieval_*.py`.",
+        ("Reproduce: `python scripts/bench_retrieval.py` (the seed groups under `runs/`, the HNSW and cold-start "
+         "rows in `results.jsonl`); this page from the committed files with `python scripts/bench_retrieval.py "
+         "--render-only`. Protocol: every two-tower, EASE and SASRec here is its study's frozen winner "
+         "(`experiments/sweeps/`: hyperparameters chosen on validation only), trained until validation NDCG@10 "
+         "stops improving; test is read from finished runs. Leave-one-out by time, full-catalog ranking with seen "
+         "items masked, every test user; 95% percentile bootstrap CIs over users (1,000 resamples)."),
         "",
     ]
-    lines += render_accuracy(by_part.get("accuracy", []), [r for r in rows if r["part"] == "accuracy"])
-    lines += render_negatives(by_part.get("negatives", []))
+    lines += render_accuracy()
+    lines += render_negatives()
+    lines += render_cascade()
+    if shown:
+        stamps = sorted({(f"{r['part']} (run `{r['run_id']}`)", row_date(r), r.get("git_commit")) for r in shown})
+        lines += ["## Rows measured in process (HNSW, cold start)", "",
+                  (f"Machine recorded by the rows: {'; '.join(machines)}; the rows record no load. Timings are "
+                  "single-threaded: `torch.set_num_threads(1)` and FAISS searches on one thread (the HNSW build used "
+                  "the threads it names)."), "",
+                  *measured(stamps, "each row's `finished_at`, else the start date its run id names")]
     lines += render_hnsw(by_part.get("hnsw", []))
-    lines += render_cascade(by_part.get("cascade", []))
     lines += render_cold(by_part.get("cold_items", []), by_part.get("cold_users", []))
+    lines += ["## Amazon Video Games", "",
+              ("Not measured under the protocol (no study of either model on it). The single untuned runs this page "
+               "showed before are withdrawn."), "", "Tests of the parts measured here: `tests/test_retrieval_*.py`.", ""]
     (OUT_DIR / "README.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT_DIR / 'README.md'}")
 
@@ -402,36 +385,6 @@ def render() -> None:
 def row_date(row: dict) -> str:
     """The day a row was measured: its ``finished_at``, else (older rows) the start date its run id names."""
     return row["finished_at"][:10] if row.get("finished_at") else run_id_date(row["run_id"])
-
-
-def render_provenance(rows: list[dict], latest: dict) -> list[str]:
-    """When and with what code each shown row was measured, and every earlier measurement of the same row."""
-    stamps = sorted((f"{r['part']} ({r['dataset']}, run `{r['run_id']}`)", row_date(r), r.get("git_commit"))
-                    for r in latest.values())
-    out = ["Each row shows its latest measurement.", "",
-           *measured(stamps, "each row's `finished_at`, else the start date its run id names")]
-    changed, same = [], 0
-    for key, new in latest.items():
-        before = [r for r in rows if (r["part"], r.get("dataset"), r["name"]) == key and not r.get("git_commit")
-                  and "ndcg@10" in r]
-        if before and new.get("git_commit") and "ndcg@10" in new:
-            same += all(r["ndcg@10"] == new["ndcg@10"] and r.get("recall@50") == new.get("recall@50") for r in before)
-            dates = sorted({row_date(r) for r in before})
-            changed.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(before)} ({' to '.join(dict.fromkeys([dates[0], dates[-1]]))}) | "
-                           f"{_span(before, 'ndcg@10')} | {new['ndcg@10']:.4f} | {_span(before, 'recall@50')} | "
-                           f"{new.get('recall@50', float('nan')):.4f} |")
-    if changed:
-        machines = sorted({r["machine"] for r in rows})
-        out += ["The latest measurement of each row whose code commit is recorded, beside every earlier measurement",
-                "of the same row (same part, data and row name; a range where it ran more than once). The earlier rows",
-                "record no commit, so the code and configuration that measured them are not known from the rows.",
-                f"Machine recorded by all of them: {'; '.join(machines)}.", "",
-                ("| part | data | row | earlier runs (dates) | NDCG@10 earlier | NDCG@10 now | Recall@50 earlier | "
-                 "Recall@50 now |"),
-                "|---|---|---|---|---|---|---|---|",
-                *changed, "",
-                f"{same} of {len(changed)} rows are identical to every earlier measurement (NDCG@10 and Recall@50).", ""]
-    return out
 
 
 def _span(rows: list[dict], key: str) -> str:
@@ -448,86 +401,117 @@ def ci(row: dict, key: str) -> str:
     return f"{row[key]:.4f} [{row[key + '_ci_low']:.4f}, {row[key + '_ci_high']:.4f}]"
 
 
-def render_accuracy(rows: list[dict], history: list[dict]) -> list[str]:
-    """The latest accuracy rows; ``history``, every accuracy row stored, for the two-tower against EASE run by run."""
-    if not rows:
-        return []
-    out = ["## Retrieval accuracy: two-tower against EASE and MostPopular", "",
-           "Recall@N is the share of test targets a candidate set of N would hold. The two-tower as configured",
-           "(`configs/model/two_tower.yaml`: attention pooling, in-batch softmax with logQ correction and",
-           "accidental hits removed, no uniform negatives); EASE and MostPopular read whole histories.", ""]
-    for dataset, (_, title) in DATASETS.items():
-        mine = [r for r in rows if r["dataset"] == dataset]
-        if not mine:
-            continue
-        out += [f"### {title}", "", "| model | Recall@50 | Recall@100 | Recall@200 | NDCG@10 | coverage@100 | train s |",
-                "|---|---|---|---|---|---|---|"]
-        main = [r for r in mine if "seed=" not in r["name"]]
-        for r in sorted(main, key=lambda r: ["Two-tower", "EASE", "MostPopular"].index(r["name"])):
-            out.append(f"| {r['name']} | {ci(r, 'recall@50')} | {ci(r, 'recall@100')} | {ci(r, 'recall@200')} | "
-                       f"{ci(r, 'ndcg@10')} | {r['coverage@100']:.4f} | {r['train_seconds']:.0f} |")
-        runs = [r for r in mine if r["name"].startswith("Two-tower")]
-        if len(runs) > 1:
-            seeds = ", ".join(str(r.get("seed", 42)) for r in runs)
-            spread = ", ".join(f"{k} {np.mean([r[k] for r in runs]):.4f} ± {np.std([r[k] for r in runs], ddof=1):.4f}"
-                               for k in ("ndcg@10", "recall@50", "recall@100", "recall@200"))
-            out += ["", f"The two-tower trained with seeds {seeds} (mean ± sd over the runs): {spread}."]
-        ease = {r["run_id"]: r for r in history if r["dataset"] == dataset and r["name"] == "EASE"}
-        towers = [r for r in history if r["dataset"] == dataset and r["name"].startswith("Two-tower")
-                  and r["run_id"] in ease]
-        if towers:
-            above = sum(r["ndcg@10"] > ease[r["run_id"]]["ndcg@10"] for r in towers)
-            out += ["", (f"Every two-tower measurement stored in `results.jsonl` for {title} ({len(towers)}, over "
-                         f"{len({r['run_id'] for r in towers})} runs, seeds included) against EASE's of the same run: "
-                         f"test NDCG@10 above EASE's in {above} of {len(towers)}; two-tower "
-                         f"{_span(towers, 'ndcg@10')}, EASE {_span(list(ease.values()), 'ndcg@10')}.")]
-        out.append("")
-    return out
+def group_folder(name: str) -> Path:
+    return GROUPS_DIR / name
 
 
-def render_negatives(rows: list[dict]) -> list[str]:
-    if not rows:
-        return []
+def finished(folder: Path) -> bool:
+    return any((p / "metrics.json").is_file() for p in folder.glob("seed_*"))
+
+
+def report_lines(folders: list[Path], metric: str, metrics: list[str]) -> list[str]:
+    """The ranked table (mean ± sd over seeds, CI over users) and the paired tests of ``marquee.compare``."""
+    from marquee.reports.markdown import markdown_table
+    from marquee.reports.report import build_report
+    from marquee.reports.tables import pairs_text, summary_text
+
+    report = build_report(folders, stage="test", metric=metric, metrics=metrics)
+    lines = [markdown_table(summary_text(report.summary, report.metrics)), ""]
+    if not report.paired.empty:
+        lines += ["Paired over the same test users (each user averaged over a config's seeds; B vs A is B − A):", "",
+                  markdown_table(pairs_text(report.paired)), ""]
+    return lines
+
+
+def render_accuracy() -> list[str]:
+    folders = [SWEEPS / "ease" / "seeds", SWEEPS / "two_tower" / "seeds", group_folder("pop")]
+    if not all(finished(f) for f in folders):
+        return ["## Retrieval accuracy", "", ("Not measured yet under the protocol (`python scripts/bench_retrieval.py "
+                "--parts groups`)."), ""]
+    return ["## Retrieval accuracy: two-tower against EASE and MostPopular (MovieLens-100K)", "",
+            ("Both sides tuned on validation with the same budget (20 TPE trials each, `experiments/sweeps/`), then "
+             "frozen: the two-tower's winner (`experiments/sweeps/two_tower/best.yaml`) trained with seeds 0-4, EASE's "
+             "(`experiments/sweeps/ease/best.yaml`; closed form, so its seeds give one result), and MostPopular. "
+             "Recall@50 is the share of test targets a candidate set of 50 would hold."), "",
+            *report_lines(folders, "ndcg@10", ["recall@10", "recall@50"])]
+
+
+def render_negatives() -> list[str]:
+    folders = [group_folder("in_batch"), SWEEPS / "two_tower" / "seeds", group_folder("mixed")]
+    if not all(finished(f) for f in folders):
+        return ["## Negatives", "", "Not measured yet under the protocol.", ""]
+    lines = ["## Negatives: the accuracy–coverage trade-off (MovieLens-100K)", "",
+             ("The two-tower study's frozen winner (in-batch sampled softmax with the logQ correction, accidental "
+              "hits removed) against the same config without logQ (in-batch only) and with 1,024 uniformly drawn "
+              "negatives beside the in-batch ones (mixed); the winner's seeds 0-4 from `experiments/sweeps/two_tower/"
+              "seeds`, the other two with seeds 0-2, each trained until validation stops improving. Coverage@50: the "
+              "share of the catalog in at least one test user's top 50."), "",
+             *report_lines(folders, "recall@50", ["ndcg@10"])]
+    plot_negatives(folders)
+    return [*lines, "![recall@50 against coverage@50, one point per run](negatives_tradeoff.png)", ""]
+
+
+def plot_negatives(folders: list[Path]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = ["## Negatives: the accuracy–coverage trade-off", "",
-           "The same two-tower trained three ways: in-batch sampled softmax only; with the logQ correction",
-           "(streaming frequency estimate); with logQ and 1,024 uniformly drawn negatives beside the in-batch",
-           "ones (mixed negatives). Accidental hits are removed in all three. Coverage@100: the share of the",
-           "catalog that appears in at least one test user's top 100. "
-           + " ".join(f"{DATASETS[d][1]}: every variant trained with `{' '.join(o)}`."
-                      for d, o in NEGATIVES_BUDGET.items() if any(r["dataset"] == d for r in rows)), "",
-           "| data | negatives | Recall@100 | coverage@100 | NDCG@10 | Recall@50 |", "|---|---|---|---|---|---|"]
-    fig, axes = plt.subplots(1, len(DATASETS), figsize=(10, 4))
-    notes: list[str] = []
-    for ax, (dataset, (_, title)) in zip(np.atleast_1d(axes), DATASETS.items()):
-        mine = sorted((r for r in rows if r["dataset"] == dataset), key=lambda r: list(NEGATIVES).index(r["name"]))
-        for i, r in enumerate(mine):
-            out.append(f"| {title} | {r['name']} | {ci(r, 'recall@100')} | {r['coverage@100']:.4f} | "
-                       f"{ci(r, 'ndcg@10')} | {ci(r, 'recall@50')} |")
-            ax.errorbar(r["coverage@100"], r["recall@100"], fmt="o",
-                        yerr=[[r["recall@100"] - r["recall@100_ci_low"]], [r["recall@100_ci_high"] - r["recall@100"]]])
-            ax.annotate(r["name"], (r["coverage@100"], r["recall@100"]), textcoords="offset points",
-                        xytext=(6, 6 if i % 2 else -14))
-        if len(mine) == len(NEGATIVES):
-            plain, log_q, mixed = mine
-            overlap = mixed["recall@100_ci_low"] <= log_q["recall@100_ci_high"] and \
-                log_q["recall@100_ci_low"] <= mixed["recall@100_ci_high"]
-            notes.append(f"{title}: logQ moves recall@100 {plain['recall@100']:.3f} → {log_q['recall@100']:.3f} and "
-                         f"coverage@100 {plain['coverage@100']:.3f} → {log_q['coverage@100']:.3f}; mixed negatives "
-                         f"then give {mixed['recall@100']:.3f} at coverage {mixed['coverage@100']:.3f} (recall@100 "
-                         f"intervals of logQ and mixed {'overlap' if overlap else 'do not overlap'}).")
-        ax.set(title=title, xlabel="coverage@100", ylabel="recall@100")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for folder, label in zip(folders, ("in-batch", "+ logQ (the winner)", "+ logQ + mixed")):
+        runs = [json.loads((p / "metrics.json").read_text()) for p in sorted(folder.glob("seed_*"))
+                if (p / "metrics.json").is_file()]
+        ax.scatter([m["test/coverage@50"] for m in runs], [m["test/recall@50"] for m in runs], label=label)
+    ax.set(xlabel="coverage@50 (test)", ylabel="recall@50 (test)", title="Two-tower negatives, one point per seed")
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(OUT_DIR / "negatives_tradeoff.png", dpi=120)
     plt.close(fig)
-    return out + ["", *notes, "", "In-batch negatives are the batch's other positives, so they are drawn by",
-                  "popularity; the logQ correction subtracts each item's log sampling probability from its logit;",
-                  "uniform negatives are drawn from the whole catalog.",
-                  "", "![recall@100 against coverage@100](negatives_tradeoff.png)", ""]
+
+
+def render_cascade() -> list[str]:
+    import pandas as pd
+
+    from marquee.evaluation.statistics import compare_runs
+
+    folder = group_folder("cascade")
+    runs = sorted(p for p in folder.glob("seed_*") if (p / "metrics.json").is_file())
+    if not runs:
+        return ["## The cascade", "", "Not measured yet under the protocol.", ""]
+    record = json.loads((runs[0] / "run.json").read_text())["config"]
+    n = record["pipeline"]["system"]["n_candidates"]
+    rows = []
+    for run in runs:
+        m = json.loads((run / "metrics.json").read_text())
+        rows.append({"seed": run.name.split("_")[1], f"candidate recall@{n}": f"{m[f'retriever/test/recall@{n}']:.4f}",
+                     "NDCG@10 cascade": f"{m['test/ndcg@10']:.4f}", "NDCG@10 SASRec, full catalog":
+                     f"{m['ranker/test/ndcg@10']:.4f}", "cascade ÷ full": m["test/ndcg@10"] / m["ranker/test/ndcg@10"],
+                     "ms / user cascade": f"{m['test/ms_per_user']:.3f}",
+                     "ms / user full": f"{m['ranker/test/ms_per_user']:.3f}"})
+    ratios = np.array([r["cascade ÷ full"] for r in rows])
+    for r in rows:
+        r["cascade ÷ full"] = f"{r['cascade ÷ full']:.3f}"
+    columns = ["user_id", "ndcg@10", "recall@10"]
+    whole = pd.concat([pd.read_parquet(r / "per_user_test.parquet", columns=columns) for r in runs])
+    ranker = pd.concat([pd.read_parquet(r / "per_user_test.ranker.parquet", columns=columns) for r in runs])
+    paired = compare_runs(ranker.groupby("user_id").mean(), whole.groupby("user_id").mean(), ["ndcg@10", "recall@10"],
+                          n_boot=1000, labels=("SASRec alone", "cascade")).loc["ndcg@10"]
+    from marquee.reports.markdown import markdown_table
+
+    within = ratios.mean() >= 0.98
+    return ["## The cascade: two-tower top-N → SASRec, against SASRec over the full catalog (MovieLens-100K)", "",
+            (f"`experiment=cascade_ml100k` with both studies' frozen winners as its stages: the two-tower retrieves "
+             f"its top {n} unseen items (HNSW index), SASRec re-scores only those, and the evaluator ranks the cascade "
+             "as any model; the same run evaluates SASRec over the whole catalog beside it. Seeds 0-2; ms / user: "
+             "the evaluator's ranking time per test user, one thread."), "",
+            markdown_table(pd.DataFrame(rows)), "",
+            (f"Cascade ÷ full catalog over the {len(runs)} seeds: {ratios.mean():.3f} ± {ratios.std(ddof=1):.3f}. "
+             f"Paired over users (each averaged over the seeds), cascade − SASRec alone, NDCG@10: "
+             f"{paired['diff']:+.4f} [{paired['diff_low']:+.4f}, {paired['diff_high']:+.4f}], p(t) "
+             f"{paired['p_ttest']:.3g}."), "",
+            (f"Goal (NDCG@10 within 2% of the full catalog) at N = {n}: **{'met' if within else 'not met'}** on the "
+             f"seeds' mean ratio; met by {int((ratios >= 0.98).sum())} of {len(runs)} seeds."), ""]
 
 
 def render_hnsw(rows: list[dict]) -> list[str]:
@@ -562,45 +546,6 @@ def render_hnsw(rows: list[dict]) -> list[str]:
     return [*out, "", *verdicts, ""]
 
 
-def render_cascade(rows: list[dict]) -> list[str]:
-    if not rows:
-        return []
-    out = ["## The cascade: two-tower top-N → ranker, against the ranker over the full catalog", "",
-           "The retriever's top N unseen items come from its HNSW index; the ranker re-scores only those; every",
-           "other item scores −∞, so the unchanged evaluator ranks the cascade. Candidate recall@N: the share of",
-           "test targets among the N candidates. ms / user: "
-           + ("the evaluator's ranking time per test user (scoring, seen masking and top-k;"
-              if all(r.get("git_commit") for r in rows) else "`score()` time per test user (")
-           + " retrieval + re-scoring for the cascade; the whole catalog for the ranker alone), one thread.", "",
-           ("| data | ranker | N | candidate recall@N | NDCG@10 cascade | NDCG@10 full catalog | cascade ÷ full | "
-            "ms / user cascade | ms / user full |"), "|---|---|---|---|---|---|---|---|---|"]
-    rows = sorted(rows, key=lambda r: (r["dataset"], r["ranker"], r["n_candidates"]))
-    for r in rows:
-        n = r["n_candidates"]
-        out.append(f"| {DATASETS[r['dataset']][1]} | {r['ranker']} | {n} | {r[f'candidate_recall@{n}']:.4f} | "
-                   f"{ci(r, 'ndcg@10')} | {ci(r, 'ranker/ndcg@10')} | {r['ndcg@10_vs_full_catalog']:.3f} | "
-                   f"{r['ms_per_user']:.3f} | {r['ranker/ms_per_user']:.3f} |")
-    out.append("")
-    for ranker in sorted({r["ranker"] for r in rows}):
-        mine = [r for r in rows if r["ranker"] == ranker]
-        within = [r["n_candidates"] for r in mine if r["ndcg@10_vs_full_catalog"] >= 0.98]
-        out.append(f"Goal (NDCG@10 within 2% of the full catalog), {ranker}: " + (
-            f"**met** at N = {', '.join(map(str, within))} of the {len(mine)} N measured." if within
-            else "**not met** at any N measured."))
-        above = [r for r in mine if r["ndcg@10_vs_full_catalog"] > 1.02]
-        if above:
-            overlap = sum(r["ndcg@10_ci_low"] <= r["ranker/ndcg@10_ci_high"] for r in above)
-            out.append(f"The cascade's NDCG@10 is more than 2% above {ranker}'s over the full catalog at N = "
-                       f"{', '.join(str(r['n_candidates']) for r in above)} (up to "
-                       f"{max(r['ndcg@10_vs_full_catalog'] for r in above):.3f}×); the two 95% intervals overlap at "
-                       f"{overlap} of these {len(above)}.")
-        slower = sum(r["ms_per_user"] > r["ranker/ms_per_user"] for r in mine)
-        out.append(f"ms / user, {ranker}: the cascade took longer than the full catalog at {slower} of the "
-                   f"{len(mine)} N measured.")
-    return out + ["", "The cascade's time adds the user tower and the index search (which fetches N plus the user's",
-                  "seen items, so none of the N is spent on a seen item) to the ranker's scoring of the N candidates.", ""]
-
-
 def render_cold(items: list[dict], users: list[dict]) -> list[str]:
     out = []
     if items:
@@ -613,9 +558,8 @@ def render_cold(items: list[dict], users: list[dict]) -> list[str]:
                 "unknown row; id dropout in training: 10% in the first row, 50% in the second). Genre",
                 "popularity: the training interactions per item of the item's genres. The oracle counts the test",
                 "interactions themselves, so it sees the answers.", "",
-                "| model | Recall@50 | NDCG@10 |", "|---|---|---|"]
-        for r in items:
-            out.append(f"| {r['name']} | {ci(r, 'recall@50')} | {ci(r, 'ndcg@10')} |")
+                "| model | runs | Recall@50 | NDCG@10 |", "|---|---|---|---|"]
+        out += seed_rows(items)
         out.append("")
     if users:
         r0 = users[0]
@@ -625,40 +569,55 @@ def render_cold(items: list[dict], users: list[dict]) -> list[str]:
                 "catalog is ranked with the picks masked. The two-tower reads the picks, the member's metadata",
                 "(age bucket, gender, occupation) and the request context (hour, weekday); the second row blanks",
                 "the picks. EASE scores from the picks as from any history.", "",
-                "| model | Recall@50 | NDCG@10 |", "|---|---|---|"]
-        for r in users:
-            out.append(f"| {r['name']} | {ci(r, 'recall@50')} | {ci(r, 'ndcg@10')} |")
-        best = {k: max(users, key=lambda r: r[k])["name"] for k in ("ndcg@10", "recall@50")}
+                "| model | runs | Recall@50 | NDCG@10 |", "|---|---|---|---|"]
+        out += seed_rows(users)
+        best = {k: max(users, key=lambda r: r[k])["name"].split(" seed=")[0] for k in ("ndcg@10", "recall@50")}
         out += ["", "Recall@50 divides the hits by all of a member's later interactions; NDCG@10 looks at the top ten",
-                f"only. Highest point estimate: NDCG@10 {best['ndcg@10']}, Recall@50 {best['recall@50']}; read the",
-                "rows against each other with their intervals.", ""]
+                f"only. Highest single run: NDCG@10 {best['ndcg@10']}, Recall@50 {best['recall@50']}; read the",
+                "rows against each other with their intervals and spread over seeds.", ""]
+    return out
+
+
+def seed_rows(rows: list[dict]) -> list[str]:
+    """One table row per model: a model trained with several seeds (rows named ``... seed=N``) as mean ± sd over
+    them with the range of their CIs' ends; a model without seeds as its one run with its CI."""
+    grouped: dict[str, list[dict]] = {}
+    for r in rows:
+        grouped.setdefault(r["name"].split(" seed=")[0], []).append(r)
+    out = []
+    for name, runs in grouped.items():
+        if len(runs) == 1:
+            out.append(f"| {name} | 1 | {ci(runs[0], 'recall@50')} | {ci(runs[0], 'ndcg@10')} |")
+            continue
+        cells = [f"{np.mean([r[k] for r in runs]):.4f} ± {np.std([r[k] for r in runs], ddof=1):.4f}"
+                 for k in ("recall@50", "ndcg@10")]
+        out.append(f"| {name} | {len(runs)} seeds | {cells[0]} | {cells[1]} |")
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--groups", nargs="+", help="only these seed groups (default: all)")
     parser.add_argument("--render-only", action="store_true")
-    parser.add_argument("--resume", metavar="RUN_ID", help="continue a run that was cut short")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue a run of the row parts that was cut short")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "marquee" / "bench_retrieval",
-                        help="where trained models are kept between parts and resumes")
+                        help="where the row parts keep trained models between parts and resumes")
     args = parser.parse_args()
     shared = REPO.parent / "shared" / "data"
     if shared.is_dir():  # the benchmark data sets live beside the repository
         os.environ.setdefault("MARQUEE_DATA_DIR", str(shared))
     if not args.render_only:
-        torch.set_num_threads(1)
-        run_id = args.resume or time.strftime("%Y%m%d-%H%M%S")
-        OUT_DIR.mkdir(parents=True, exist_ok=True)
-        bench = Bench(run_id, args.work / run_id)
-        for dataset in args.datasets:  # ML-100K's parts, the 1M-item index, then Video Games's parts
-            for part in args.parts:
-                # Video Games has no item content or user metadata: its retrieval and negatives only
-                if part != "hnsw" and (dataset == "ml100k" or part in ("accuracy", "negatives")):
-                    globals()[f"part_{part}"](bench, dataset)
-            if "hnsw" in args.parts and dataset == args.datasets[0]:
-                part_hnsw(bench)
+        if "groups" in args.parts:
+            part_groups(args.groups)
+        rows = [p for p in args.parts if p != "groups"]
+        if rows:
+            torch.set_num_threads(1)
+            run_id = args.resume or time.strftime("%Y%m%d-%H%M%S")
+            OUT_DIR.mkdir(parents=True, exist_ok=True)
+            bench = Bench(run_id, args.work / run_id)
+            for part in rows:  # ML-100K: the only data set with item content and member metadata
+                part_hnsw(bench) if part == "hnsw" else globals()[f"part_{part}"](bench, "ml100k")
     render()
 
 

@@ -70,14 +70,25 @@ def run_default(name: str, threads: int) -> None:
     """The study's default config, untuned, once per seed (finished seeds are kept)."""
     _, _, default = STUDIES[name]
     for seed in SEEDS:
-        out = OUT / name / "default" / f"seed_{seed}"
-        record = out / "run.json"
-        if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
-            continue
-        subprocess.run([sys.executable, "-m", "marquee.train", *default, f"seed={seed}",
-                        f"torch_threads={threads}", f"hydra.run.dir={relative(out)}", f"paths.output_dir={relative(out)}",
-                        *QUIET], cwd=REPO, check=True, env=environment())
-        relative_record(out / "run.json")
+        train_seed(default, seed, OUT / name / "default" / f"seed_{seed}", threads, check=True)
+
+
+def train_seed(overrides: tuple[str, ...] | list[str], seed: int, out: Path, threads: int, check: bool = False) -> str:
+    """``marquee.train`` with ``overrides`` and ``seed`` into the committed run folder ``out`` (kept if it already
+    finished); returns what happened, with the error's tail when it failed (raised instead with ``check``)."""
+    record = out / "run.json"
+    if record.is_file() and json.loads(record.read_text()).get("status") == "finished":
+        return f"{relative(out)}: kept"
+    done = subprocess.run([sys.executable, "-m", "marquee.train", *overrides, f"seed={seed}",
+                           f"torch_threads={threads}", f"hydra.run.dir={relative(out)}",
+                           f"paths.output_dir={relative(out)}", *QUIET],
+                          cwd=REPO, env=environment(), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        if check:
+            raise RuntimeError(f"{relative(out)} failed:\n{done.stderr[-3000:]}")
+        return f"{relative(out)}: FAILED\n{done.stderr[-1500:]}"
+    relative_record(record)
+    return f"{relative(out)}: finished"
 
 
 def relative_record(path: Path) -> None:

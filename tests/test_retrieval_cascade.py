@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -112,6 +113,12 @@ def test_the_evaluator_reports_every_stage_of_a_cascade_beside_it(stages, tmp_pa
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("test/ndcg@10", "retriever/test/recall@40", "ranker/test/ndcg@10"):
         assert saved[key] == metrics[key], key
+    # each part's per-user table is kept beside the system's, over the same users, so the two can be paired
+    whole = pd.read_parquet(tmp_path / "per_user_test.parquet")
+    for part in ("retriever", "ranker"):
+        mine = pd.read_parquet(tmp_path / f"per_user_test.{part}.parquet")
+        assert mine["user_id"].tolist() == whole["user_id"].tolist()
+        assert mine["ndcg@10"].mean() == pytest.approx(metrics[f"{part}/test/ndcg@10"])
 
 
 SMALL_CASCADE = (

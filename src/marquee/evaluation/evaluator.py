@@ -46,6 +46,11 @@ class Evaluation:
         write_parquet(self.per_user.reset_index(), run_dir / f"per_user_{self.stage}.parquet")
         return update_json(self.metrics, run_dir / "metrics.json")
 
+    def save_part(self, run_dir: str | Path, part: str) -> Path:
+        """Write a part's per-user table as ``per_user_<stage>.<part>.parquet``, so a system can be paired with its
+        parts (a cascade with its ranker over the full catalog) over the same users."""
+        return write_parquet(self.per_user.reset_index(), Path(run_dir) / f"per_user_{self.stage}.{part}.parquet")
+
     def table(self) -> str:
         """The main metrics with their confidence intervals, one per line."""
         rows = []
@@ -141,8 +146,10 @@ class Evaluator:
                 print(result.table())
             metrics.update(result.metrics)
             for name, part in model.evaluated_parts().items():
-                metrics.update({f"{name}/{k}": v for k, v in self.evaluate(part, data, stage).metrics.items()
-                                if "/slice/" not in k})
+                evaluated = self.evaluate(part, data, stage)
+                if is_rank_zero():
+                    evaluated.save_part(output_dir, name)
+                metrics.update({f"{name}/{k}": v for k, v in evaluated.metrics.items() if "/slice/" not in k})
         if metrics and is_rank_zero():
             update_json(metrics, Path(output_dir) / "metrics.json")
         return metrics
