@@ -15,7 +15,7 @@ As it goes it appends to ``<out-dir>/<dataset>_curve.jsonl`` one line per epoch:
 since fit started (training and validation both counted), the epoch's train and valid seconds, and
 valid NDCG@10 / Recall@10 (RecBole's full ranking; RecBole masks no seen items for sequential models).
 A run cut short still leaves its curve, and after every epoch the trainer's whole state (weights,
-optimizer, epoch, patience counter, best score) is saved to ``<tag>-last.pth``: running the same command
+optimizer, epoch, patience counter, best score) is saved to ``<state-dir>/<tag>-last.pth``: running the same command
 again resumes from it, dropping curve lines of epochs after it (the data order's random state is not
 restored). At the end it evaluates the best-validation checkpoint on the test rows and writes
 ``<tag>_test.json`` with RecBole's metrics and ``<tag>_test_ranks.csv``: the 1-based rank of each test
@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, default=0.5, help="hidden and attention dropout (RecBole's: 0.5)")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--tag", default=None, help="names this run's files (default: the dataset's name)")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where the best and the last epoch's checkpoints go (default: <out-dir>/state)")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--log-dir", type=Path, default=Path(__file__).resolve().parents[2] / "recbole-logs")
     parser.add_argument("--threads", type=int, default=1,
@@ -198,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     seq_folder = write_augmented(folder)
     tag = args.tag or folder.name
     curve_path = out_dir / f"{tag}_curve.jsonl"
+    if (out_dir / f"{tag}_test.json").is_file():
+        print(f"{tag} has finished ({out_dir / f'{tag}_test.json'}); delete that file to train it again", flush=True)
+        return 0
     logger = setup_logging(args.log_dir / f"sasrec-{tag}-{time.strftime('%Y%m%dT%H%M%S')}.log")
     work = args.log_dir / "workdir"
-    (work / "saved").mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)
     patch_torch_load()
     patch_collector_cpu()
@@ -220,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     model = get_model("SASRec")(config, train_data._dataset).to("cpu")
     trainer = get_trainer(config["MODEL_TYPE"], "SASRec")(config, model)
     n_params = sum(p.numel() for p in model.parameters())
-    best_file, last_file = work / "saved" / f"{tag}-best.pth", work / "saved" / f"{tag}-last.pth"
+    state_dir = (args.state_dir or out_dir / "state").resolve()  # committed between sessions: a cut run resumes
+    state_dir.mkdir(parents=True, exist_ok=True)
+    best_file, last_file = state_dir / f"{tag}-best.pth", state_dir / f"{tag}-last.pth"
     trainer.saved_model_file = str(best_file)
 
     curve: list[dict] = []
@@ -306,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (out_dir / f"{tag}_test.json").write_text(json.dumps(summary, indent=2) + "\n")
+    best_file.unlink()  # finished: the checkpoints were only kept to resume a cut run
+    last_file.unlink(missing_ok=True)
     print(json.dumps(summary["test"]), flush=True)
     logging.shutdown()
     return 0

@@ -243,6 +243,39 @@ def variants_section() -> list[str]:
     return lines
 
 
+def profile_section() -> list[str]:
+    """The step profiles of scripts/profile_sasrec.py: where the time goes and the share of the matmul peak."""
+    path = OUT / "profile.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    lines = ["## Where a training step's time goes", ""]
+    if not rows:
+        return [*lines, "Not profiled yet (`python scripts/profile_sasrec.py`).", ""]
+    from profile_sasrec import PARTS
+
+    table = []
+    for r in rows:
+        total = sum(r["seconds"].values())
+        steps_per_epoch = -(-r["windows_per_epoch"] // r["batch_size"])
+        epoch = steps_per_epoch * r["unprofiled_step_seconds"]
+        table.append({"experiment": r["experiment"] + (f" ({r['label']})" if r["label"] else ""),
+                      "threads": r["threads"], "tokens / step": f"{r['tokens_per_step']:.0f}",
+                      **{part: f"{100 * r['seconds'][part] / total:.0f}%" for part in PARTS},
+                      "ms / step": f"{1000 * r['unprofiled_step_seconds']:.1f}",
+                      "GFLOP/s (peak)": f"{r['achieved_gflops']:.1f} ({r['peak_gflops']:.1f})",
+                      "share of peak": f"{r['peak_share']:.1%}",
+                      "epoch s (FLOP floor s)": f"{epoch:.1f} ({epoch * r['peak_share']:.1f})",
+                      "load before / after": f"{r['load_before']:.2f} / {r['load_after']:.2f}"})
+    machines = sorted({r["machine"] for r in rows})
+    return [*lines, (f"`python scripts/profile_sasrec.py --experiment E --threads T` on {'; '.join(machines)}: "
+                     "training steps by hand as `marquee.train` builds them, under `torch.profiler`; forward ops are "
+                     "assigned to the module they ran in, backward nodes to the forward op that made them (autograd's "
+                     "sequence number). Shares are of the profiled steps' time; *other* holds layer norms, the target "
+                     "context, autograd's bookkeeping and the profiler's own overhead. ms / step, GFLOP/s and the share "
+                     "of peak come from the same number of unprofiled steps: FLOPs per token counted by "
+                     "`FlopCounterMode`, the peak the best float32 2048² matmul on the same threads. The epoch's FLOP "
+                     "floor is its FLOPs at that peak."), "", markdown_table(pd.DataFrame(table)), ""]
+
+
 def render() -> Path:
     lines = ["# The SASRec family on MovieLens-100K, and RecBole's SASRec beside it", "",
              ("Written by `python scripts/render_sasrec.py` from the files in this folder and in "
@@ -255,6 +288,7 @@ def render() -> Path:
     section, _ = recbole_section()
     lines += section
     lines += variants_section()
+    lines += profile_section()
     lines += ["## Amazon Video Games", "",
               ("Not yet measured under this protocol. The rows this page showed before (SASRec and BERT4Rec stopped "
                "by a wall-clock cap after 2-3 epochs, beside a fully fitted EASE) were undertrained and are withdrawn."),
