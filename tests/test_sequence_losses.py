@@ -59,6 +59,25 @@ def test_gbce_at_t_0_is_bce_and_its_positive_weight_follows_the_paper(monkeypatc
     assert torch.allclose(calibrated(states, targets, items), expected.mean(), atol=1e-6)
 
 
+def test_gbce_scores_a_small_catalog_whole_with_the_same_loss_and_gradients(monkeypatch):
+    # 12 rows < 5 negatives * 3 dims: the loss scores the catalog whole and picks the negatives' columns
+    items = _table(n_items=11).requires_grad_()
+    states = torch.randn(4, 3, requires_grad=True)
+    targets, negatives = torch.tensor([1, 7, 11, 2]), torch.randint(1, 12, (4, 5), generator=torch.Generator().manual_seed(1))
+    loss = NextItemLoss("gbce", n_negatives=5, gbce_t=0.75, n_items=11)
+    monkeypatch.setattr(loss, "sample", lambda shape, device: negatives)
+    got = loss(states, targets, items)
+    got_grads = torch.autograd.grad(got, (states, items))
+    gathered = torch.einsum("nd,nkd->nk", states, items[negatives])  # (N, k): the per-position gather, by hand
+    alpha = 5 / 10
+    beta = alpha * (0.75 * (1 - 1 / alpha) + 1 / alpha)
+    pos = (states * items[targets]).sum(-1)
+    expected = (-beta * F.logsigmoid(pos) + F.softplus(gathered).masked_fill(negatives == targets[:, None], 0).sum(1)).mean()
+    assert torch.allclose(got, expected, atol=1e-6)
+    for mine, theirs in zip(got_grads, torch.autograd.grad(expected, (states, items))):
+        assert torch.allclose(mine, theirs, atol=1e-6)
+
+
 def test_bad_loss_settings_are_refused():
     with pytest.raises(ValueError, match="loss must be one of"):
         NextItemLoss("hinge", n_items=5)

@@ -110,6 +110,20 @@ class NextItemLoss:
             positive_log_q=log_mq[targets], candidate_log_q=log_mq[negatives],
             remove_accidental_hits=True, positive=positive, reduce=False)
 
+    @staticmethod
+    def _negative_scores(states: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """(N, k) scores of each position's own negatives: the same dot products computed the cheaper way.
+
+        Gathering the negatives' vectors moves N * k * d numbers (and scatters as many back in the
+        backward pass); when the catalog has fewer rows than k * d, scoring it whole and picking the
+        columns moves fewer (gBCE on ML-100K: 1,683 rows against 256 * 64 = 16,384; the negatives' scores
+        and their gradients took 40 ms instead of 439 per step of 1,300 positions, one thread, median of
+        5 interleaved repeats on the shared 2-core machine).
+        """
+        if len(items) < negatives.shape[1] * states.shape[1]:
+            return (states @ items.T).gather(1, negatives)  # (N, n_items + 1) -> (N, k)
+        return torch.einsum("nd,nkd->nk", states, items[negatives])
+
     def _binary(self, states: torch.Tensor, targets: torch.Tensor, items: torch.Tensor,
                 positive: torch.Tensor | None) -> torch.Tensor:
         """(N,) BCE with one negative per position, or gBCE with ``n_negatives`` and its calibrated positive term.
@@ -120,7 +134,7 @@ class NextItemLoss:
         k = 1 if self.name == "bce" else self.n_negatives
         negatives = self.sample((len(targets), k), states.device)  # (N, k)
         score = (states * items[targets]).sum(-1)  # (N,)
-        negative = torch.einsum("nd,nkd->nk", states, items[negatives])  # (N, k)
+        negative = self._negative_scores(states, items, negatives)  # (N, k)
         beta = 1.0
         if self.name == "gbce":
             alpha = k / (self.n_items - 1)
