@@ -445,7 +445,9 @@ def render_negatives() -> list[str]:
               "hits removed) against the same config without logQ (in-batch only) and with 1,024 uniformly drawn "
               "negatives beside the in-batch ones (mixed); the winner's seeds 0-4 from `experiments/sweeps/two_tower/"
               "seeds`, the other two with seeds 0-2, each trained until validation stops improving. Coverage@50: the "
-              "share of the catalog in at least one test user's top 50."), "",
+              "share of the catalog in at least one test user's top 50. The names show `model.cross_rank_negatives` "
+              "because the two-tower's config gained that key after the winner's seeds ran; it shares negatives "
+              "across DDP ranks and does nothing in a single process, as every run here is."), "",
              *report_lines(folders, "recall@50", ["ndcg@10"])]
     plot_negatives(folders)
     return [*lines, "![recall@50 against coverage@50, one point per run](negatives_tradeoff.png)", ""]
@@ -504,7 +506,8 @@ def render_cascade() -> list[str]:
             (f"`experiment=cascade_ml100k` with both studies' frozen winners as its stages: the two-tower retrieves "
              f"its top {n} unseen items (HNSW index), SASRec re-scores only those, and the evaluator ranks the cascade "
              "as any model; the same run evaluates SASRec over the whole catalog beside it. Seeds 0-2; ms / user: "
-             "the evaluator's ranking time per test user, one thread."), "",
+             "the evaluator's ranking time per test user, one thread; the runs record no machine load, so these "
+             "columns are not a speed figure."), "",
             markdown_table(pd.DataFrame(rows)), "",
             (f"Cascade ÷ full catalog over the {len(runs)} seeds: {ratios.mean():.3f} ± {ratios.std(ddof=1):.3f}. "
              f"Paired over users (each averaged over the seeds), cascade − SASRec alone, NDCG@10: "

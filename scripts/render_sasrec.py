@@ -45,7 +45,8 @@ def run_facts(folder: Path) -> dict:
                        .total_seconds() / 60)
         caps.add(record["config"]["trainer"]["max_epochs"])
         patience.add(record["config"]["callbacks"]["early_stopping"]["patience"])
-    return {"runs": len(epochs), "epochs": epochs, "minutes": minutes, "caps": caps, "patience": patience,
+    best = [json.loads((r / "metrics.json").read_text()).get("train/best_val_score", np.nan) for r in seed_runs(folder)]
+    return {"runs": len(epochs), "epochs": epochs, "minutes": minutes, "caps": caps, "patience": patience, "best": best,
             "threads": {json.loads((r / "run.json").read_text())["config"]["torch_threads"] for r in seed_runs(folder)}}
 
 
@@ -216,6 +217,7 @@ def variants_section() -> list[str]:
                      "NDCG@10": f"{mine['ndcg@10']:.4f} ± {mine['ndcg@10_sd']:.4f}",
                      "Recall@10": f"{mine['recall@10']:.4f} ± {mine['recall@10_sd']:.4f}",
                      "epochs run (mean)": f"{np.mean(facts['epochs']):.1f}",
+                     "best val NDCG@10 (mean)": f"{np.mean(facts['best']):.4f}",
                      "stop": f"patience {', '.join(map(str, sorted(facts['patience'])))}, cap {max(facts['caps'])}",
                      "overrides": " ".join(f"`{o}`" for o in overrides)})
         tests.append(report.paired.assign(b=label, a="CE"))
@@ -225,6 +227,7 @@ def variants_section() -> list[str]:
                     "runs": reference["runs"], "NDCG@10": f"{base['ndcg@10']:.4f} ± {base['ndcg@10_sd']:.4f}",
                     "Recall@10": f"{base['recall@10']:.4f} ± {base['recall@10_sd']:.4f}",
                     "epochs run (mean)": f"{np.mean(reference['epochs']):.1f}",
+                    "best val NDCG@10 (mean)": f"{np.mean(reference['best']):.4f}",
                     "stop": f"patience {', '.join(map(str, sorted(reference['patience'])))}, "
                             f"cap {max(reference['caps'])}",
                     "overrides": "`experiment=sasrec_ml100k`"})
