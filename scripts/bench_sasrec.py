@@ -1,10 +1,11 @@
-"""The SASRec family on MovieLens-100K under the protocol, beside RecBole 1.2.1's SASRec.
+"""The SASRec family on MovieLens-100K (and Amazon Video Games) under the protocol, beside RecBole 1.2.1's SASRec.
 
 Every configuration trains to convergence (early stopping on validation NDCG@10; the patience is each
 experiment config's) and runs with several seeds; only test metrics of those finished runs are read.
 Each step resumes where it stopped, and what it measured stays under experiments/sasrec/:
 
     python scripts/bench_sasrec.py variants [--jobs 2]   # each loss, side input and BERT4Rec, seeds 0-2
+    python scripts/bench_sasrec.py video [sasrec ...]     # Amazon Video Games: EASE, SASRec and BERT4Rec seeds
     python scripts/bench_sasrec.py recbole defaults       # RecBole's SASRec at its defaults (its own venv)
     python scripts/bench_sasrec.py recbole marquee_best   # ... at the SASRec study's frozen winner
     python scripts/bench_sasrec.py render                 # README.md and its plot from the committed files
@@ -50,6 +51,16 @@ VARIANTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "time": ("side input", "time (hour, weekday, gap; target hour and weekday)", (*BASE, "model.side_inputs=[time]")),
     "bert4rec": ("model", "BERT4Rec (bidirectional, masked items)", ("experiment=bert4rec_ml100k",)),
 }
+# Amazon Video Games, every model at its default config (none tuned there), trained until validation NDCG@10 has
+# not improved for PATIENCE epochs (cap 200), against EASE at its default l2 (closed form, one run: no seed in it)
+VIDEO = OUT / "video_games"
+VIDEO_GROUPS: dict[str, tuple[str, tuple[str, ...], list[int]]] = {
+    "ease": ("EASE (l2 500, closed form)", ("experiment=video_games_data", "model=ease"), [0]),
+    "sasrec": ("SASRec (full-catalog CE)", ("experiment=sasrec_video", "trainer.max_epochs=200",
+                                           "callbacks.early_stopping.patience=5"), [0, 1, 2]),
+    "bert4rec": ("BERT4Rec", ("experiment=bert4rec_video", "trainer.max_epochs=200",
+                              "callbacks.early_stopping.patience=5"), [0, 1, 2]),
+}
 RECBOLE_EXPORT = REPO.parent / "recbole-data" / "ml100k"
 RECBOLE_PYTHON = REPO.parent / "recbole-venv" / "bin" / "python"
 RECBOLE_SEED = 2020  # RecBole's own default seed
@@ -78,6 +89,14 @@ def targets_per_window() -> float:
     return float(targets.sum() / np.where(lengths >= 2, -(-targets // 50), 0).sum())
 
 
+def run_video(names: list[str], threads: int) -> None:
+    """Video Games seed groups one run at a time (nothing beside them: their epoch times are reported)."""
+    for name in names:
+        label, overrides, seeds = VIDEO_GROUPS[name]
+        for seed in seeds:
+            print(train_seed(overrides, seed, VIDEO / name / f"seed_{seed}", threads), flush=True)
+
+
 def recbole_arguments(tag: str) -> list[str]:
     """RecBole's command line for one tag: its defaults, or the SASRec study's winner mapped onto RecBole's names."""
     if tag == "defaults":
@@ -103,8 +122,8 @@ def run_recbole(tag: str, threads: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["variants", "recbole", "render"])
-    parser.add_argument("names", nargs="*", help="variants (default: all) or one RecBole tag")
+    parser.add_argument("step", choices=["variants", "video", "recbole", "render"])
+    parser.add_argument("names", nargs="*", help="variants or Video Games groups (default: all), or one RecBole tag")
     parser.add_argument("--jobs", type=int, default=1, help="variant runs at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
     args = parser.parse_args(argv)
@@ -113,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown variant(s) {sorted(unknown)}; known: {sorted(VARIANTS)}")
         run_variants(args.names or list(VARIANTS), args.jobs, args.threads)
+    elif args.step == "video":
+        unknown = set(args.names) - set(VIDEO_GROUPS)
+        if unknown:
+            parser.error(f"unknown Video Games group(s) {sorted(unknown)}; known: {sorted(VIDEO_GROUPS)}")
+        run_video(args.names or list(VIDEO_GROUPS), args.threads)
     elif args.step == "recbole":
         if len(args.names) != 1 or args.names[0] not in ("defaults", "marquee_best"):
             parser.error("recbole takes one tag: defaults or marquee_best")

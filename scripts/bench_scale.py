@@ -34,6 +34,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench_data_scale import machine, scaled_config
+from bench_eval_speed import eval_speed_section
 from provenance import measured, stamp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,17 +260,20 @@ def _cell(value: object, spec: str) -> str:
 def render(results: Path, training: Path, readme: Path) -> None:
     """Write the README from the rows of ``results`` and ``training`` alone: a section per part, a row per run."""
     prep_rows, train_rows = read_rows(results), read_rows(training)
-    if not prep_rows and not train_rows:
+    if not prep_rows and not train_rows and not (OUT / "eval_speed.jsonl").is_file():
         raise SystemExit(f"no rows in {results} or {training}; run without --render-only first")
     text = f"""# Scale: preparing and training on large logs
 
 Two parts, each measured by `python scripts/bench_scale.py` (`--part prep`, the default, `--part train` or
 `--part all`) into its own file here, a row per run, and rendered from those rows alone by
 `python scripts/bench_scale.py --render-only`: data preparation with both engines (`{results.name}`) and
-training throughput against log and catalog size (`{training.name}`).
+training throughput against log and catalog size (`{training.name}`); a third, evaluation speed against RecBole and
+the hardware's floor, is measured by `python scripts/bench_eval_speed.py` (`eval_speed.jsonl`, `eval_roofline.jsonl`)
+and rendered here too.
 
 {prep_section(prep_rows, results.name)}
-{train_section(train_rows, training.name, readme.parent)}"""
+{train_section(train_rows, training.name, readme.parent)}
+{eval_speed_section()}"""
     readme.parent.mkdir(parents=True, exist_ok=True)
     readme.write_text(text)
 
