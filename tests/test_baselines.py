@@ -192,9 +192,12 @@ def test_ease_weights_equal_the_closed_form_and_have_a_zero_diagonal(float32, mo
     model = EASE(_catalog(split), l2=3.0).fit(split)
     assert not model.weights.diagonal().any()
     np.testing.assert_allclose(model.weights.numpy(), _ease_by_numpy(split, 3.0), atol=1e-6, rtol=1e-4)
-    history = [[2, 5, 7, 5], [1]]  # a repeated item counts once, as in training
-    expected = _ease_by_numpy(split, 3.0)[[2, 5, 7]].sum(0)
-    np.testing.assert_allclose(model.score(_batch(history))[0].numpy(), expected, atol=1e-6, rtol=1e-4)
+    history = [[2, 5, 7, 5], [1], []]  # a repeated item counts once, as in training; an empty history scores 0
+    scores = model.score(_batch(history)).numpy()
+    expected = _ease_by_numpy(split, 3.0)
+    np.testing.assert_allclose(scores[0], expected[[2, 5, 7]].sum(0), atol=1e-6, rtol=1e-4)
+    np.testing.assert_allclose(scores[1], expected[1], atol=1e-6, rtol=1e-4)
+    assert not scores[2].any()
 
 
 @pytest.mark.parametrize("model_class", [EASE, ItemKNN])

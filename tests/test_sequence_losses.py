@@ -248,38 +248,3 @@ def test_full_softmax_in_row_chunks_equals_one_block_with_gradients(monkeypatch)
         assert torch.allclose(one_block, chunked, atol=1e-6)
     # and the unlikelihood rows really counted: all-positive gives another loss
     assert not torch.allclose(loss(states, targets, items).detach(), grads[0][0])
-
-
-@pytest.mark.parametrize("chunk_elements", [10**6, 12])  # one chunk; chunks of 2 rows of 6 logits (the last has 1)
-def test_catalog_cross_entropy_equals_plain_cross_entropy_with_gradients(chunk_elements):
-    """The fused loss that drops its logits gives the plain loss's values and both gradients, weighted rows included."""
-    from marquee.models.catalog_cross_entropy import catalog_cross_entropy
-
-    gen = torch.Generator().manual_seed(2)
-    items = (3 * torch.randn(6, 3, generator=gen)).requires_grad_()
-    states = (3 * torch.randn(7, 3, generator=gen)).requires_grad_()
-    targets, weights = torch.tensor([1, 2, 5, 3, 4, 4, 1]), torch.rand(7, generator=gen)
-
-    plain = F.cross_entropy(states @ items[1:].T, targets - 1, reduction="none")  # padding row left out by hand
-    fused = catalog_cross_entropy(states, items, targets, chunk_elements=chunk_elements)
-    assert torch.allclose(fused, plain, atol=1e-5)
-    want = torch.autograd.grad((weights * plain).sum(), (states, items))
-    got = torch.autograd.grad((weights * fused).sum(), (states, items))
-    for w, g in zip(want, got):
-        assert torch.allclose(g, w, atol=1e-5)
-    assert torch.count_nonzero(got[1][0]) == 0  # the padding row is never pushed
-
-
-def test_full_softmax_without_not_positive_rows_takes_the_fused_loss(monkeypatch):
-    """All-positive CE goes through the fused loss (no logits kept); a not-positive row sends it the plain way."""
-    from marquee.models import sequence_losses
-
-    calls = []
-    real = sequence_losses.catalog_cross_entropy
-    monkeypatch.setattr(sequence_losses, "catalog_cross_entropy", lambda *a: calls.append(1) or real(*a))
-    items, states, targets = _table(), torch.randn(4, 3), torch.tensor([1, 2, 5, 3])
-    loss = NextItemLoss("ce", n_items=5)
-    loss(states, targets, items, positive=torch.ones(4, dtype=torch.bool))
-    assert calls == [1]
-    loss(states, targets, items, positive=torch.tensor([True, False, True, True]))
-    assert calls == [1]

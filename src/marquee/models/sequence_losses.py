@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from marquee.models import sampled_softmax as core
-from marquee.models.catalog_cross_entropy import catalog_cross_entropy
 
 LOSSES = ("ce", "sampled_softmax", "bce", "gbce")
 CHUNK_ELEMENTS = 4 * 2**20  # logits per chunk of the full softmax: 16 MB of float32
@@ -74,16 +73,13 @@ class NextItemLoss:
                       positive: torch.Tensor | None) -> torch.Tensor:
         """(N,) cross-entropy over the whole catalog, padding excluded; unlikelihood at not-positive positions.
 
-        With every position positive (and no autocast) it is :func:`catalog_cross_entropy`, which never
-        keeps the logits. Otherwise it is computed in row chunks whose logits stay under glibc's largest mmap threshold (32 MB): a
+        Computed in row chunks whose logits stay under glibc's largest mmap threshold (32 MB): a
         larger block is mapped and unmapped at every step, and the page faults of re-zeroing it
         took half the loss's time on CPU. The unlikelihood term is computed only if some position
         is not positive (it would cost two more catalog-wide logsumexps for nothing).
         """
         if positive is not None and bool(positive.all()):
             positive = None
-        if positive is None and not torch.is_autocast_enabled(states.device.type):
-            return catalog_cross_entropy(states, items, targets)
         rows = max(1, CHUNK_ELEMENTS // len(items))
         return torch.cat([self._full_softmax_chunk(states[a : a + rows], targets[a : a + rows], items,
                                                    None if positive is None else positive[a : a + rows])
