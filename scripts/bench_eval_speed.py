@@ -118,8 +118,9 @@ def recbole_child(dataset: str, model_name: str, repeats: int, export_dir: Path)
 
 def measure(args: argparse.Namespace) -> None:
     """Interleaved rounds: each round one fresh process per framework, the order flipped every round."""
+    commit = stamp()["git_commit"]  # a round measured by other code is measured again
     done = {(r["dataset"], r["model"], r["framework"], r["round"]) for r in read(SPEED_ROWS)
-            if r.get("series") == args.series}
+            if r.get("series") == args.series and r.get("git_commit") == commit}
     for model_name in args.models:
         for round_ in range(args.rounds):
             order = ["marquee", "recbole"] if round_ % 2 == 0 else ["recbole", "marquee"]
@@ -216,18 +217,24 @@ def eval_speed_section() -> str:
         "All test users ranked against the full catalog, RecBole's view of history (training rows), the same split "
         "(`scripts/recbole_export.py`). Each round runs one fresh process per framework, the order flipped every "
         "round; each process fits once and evaluates several times, and its median is the round's figure. marquee's "
-        "time is ranking plus the accuracy metrics (`test/rank_seconds`), RecBole's its `trainer.evaluate`. The floor "
+        "time is ranking plus the accuracy metrics; *code* is marquee's commit that ran the round (`test/rank_seconds`), RecBole's its `trainer.evaluate`. The floor "
         "is the larger of the bytes batched scoring and top-k move (the history's model rows per batch, the scores "
         "written once and read twice) over the measured copy bandwidth, and the FLOPs over the measured matmul peak "
         "(`python scripts/bench_eval_speed.py roofline`); where a batch's working set fits in the last-level cache, "
         "those bytes need not reach memory and the floor overstates the hardware's limit."), "",
-        "| dataset | model | rounds | marquee s (median, range) | RecBole s (median, range) | RecBole ÷ marquee "
+        "| code | dataset | model | rounds | marquee s (median, range) | RecBole s (median, range) | RecBole ÷ marquee "
         "(median of rounds, range) | floor s | marquee ÷ floor | NDCG@10 marquee / RecBole | 1-min load (range) | machine |",
-        "|---|---|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["dataset"], r["model"]) for r in rows})
-    for dataset, model in keys:
-        mine = {r["round"]: r for r in rows if (r["dataset"], r["model"], r["framework"]) == (dataset, model, "marquee")}
-        theirs = {r["round"]: r for r in rows if (r["dataset"], r["model"], r["framework"]) == (dataset, model, "recbole")}
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {}
+    for r in rows:  # code versions in the order they were first measured
+        order.setdefault(r.get("git_commit"), len(order))
+    keys = sorted({(r.get("git_commit"), r["series"], r["dataset"], r["model"]) for r in rows},
+                  key=lambda k: (order[k[0]], *k[1:]))
+    for commit, series, dataset, model in keys:
+        same = [r for r in rows if (r.get("git_commit"), r["series"], r["dataset"], r["model"]) ==
+                (commit, series, dataset, model)]
+        mine = {r["round"]: r for r in same if r["framework"] == "marquee"}
+        theirs = {r["round"]: r for r in same if r["framework"] == "recbole"}
         both = sorted(set(mine) & set(theirs))
         if not both:
             continue
@@ -239,7 +246,7 @@ def eval_speed_section() -> str:
         floor_cells = (f"{floor['floor_seconds']:.3f}", f"{statistics.median(m) / floor['floor_seconds']:.1f}×") \
             if floor else ("not measured", "–")
         machines = sorted({mine[i]["machine"] for i in both} | {theirs[i]["machine"] for i in both})
-        lines.append(f"| {dataset} | {model} | {len(both)} | {statistics.median(m):.3f} ({min(m):.3f}–{max(m):.3f}) | "
+        lines.append(f"| {(commit or 'not recorded')[:7]} | {dataset} | {model} | {len(both)} | {statistics.median(m):.3f} ({min(m):.3f}–{max(m):.3f}) | "
                      f"{statistics.median(t):.3f} ({min(t):.3f}–{max(t):.3f}) | **{statistics.median(ratios):.1f}×** "
                      f"({min(ratios):.1f}–{max(ratios):.1f}) | {floor_cells[0]} | {floor_cells[1]} | "
                      f"{mine[both[-1]]['ndcg@10']:.4f} / {theirs[both[-1]]['ndcg@10']:.4f} | "

@@ -217,7 +217,8 @@ class Evaluator:
             out[f"{stage}/personalization@{k}"] = float(ba.personalization(ranked.top_items, k, n_items))
         slice_columns = ["activity", "popularity", *self.user_meta_slices]
         for column in slice_columns:
-            for label, group in numeric.groupby(per_user[column].to_numpy()):
+            # grouped by the Series: an array key is first tried as a column name, and that KeyError prints the array
+            for label, group in numeric.groupby(per_user[column]):
                 for name in (c for c in numeric.columns if not c.startswith("sampled_")):
                     out[f"{stage}/slice/{column}={label}/{name}"] = float(group[name].mean())
                 out[f"{stage}/slice/{column}={label}/n_users"] = float(len(group))
