@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-dir", type=Path, default=REPO.parent / "recbole-data")
     parser.add_argument("--out-dir", type=Path, default=OUT, help="where the rows go (a scratch folder for a try)")
     args = parser.parse_args(argv)
+    shared = REPO.parent / "shared" / "data"  # the real data sets beside the repository, where this workplace keeps them
+    if shared.is_dir():
+        os.environ.setdefault("MARQUEE_DATA_DIR", str(shared))
     global SPEED_ROWS, ROOFLINE_ROWS
     SPEED_ROWS, ROOFLINE_ROWS = args.out_dir / SPEED_ROWS.name, args.out_dir / ROOFLINE_ROWS.name
     if args.step == "marquee-child":
