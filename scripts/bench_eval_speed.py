@@ -178,7 +178,7 @@ def roofline(args: argparse.Namespace) -> None:
     ranks from the scores. For a batch that means reading the model rows of the items in its users'
     histories (EASE's ``B``, ItemKNN's similarities: ``I`` floats per distinct item), writing ``b x I``
     scores and reading them back twice (top-k, ranks); the sparse-dense product costs ``2 |h_u| I`` FLOPs
-    per user. Masking and the metrics are left out (smaller). Where a batch's working set fits in the
+    per user (popularity reads no history: only the score passes count). Masking and the metrics are left out. Where a batch's working set fits in the
     last-level cache these bytes need not reach memory, and the floor overstates what the hardware needs.
     """
     import torch
@@ -192,11 +192,12 @@ def roofline(args: argparse.Namespace) -> None:
     nnz, n_users, n_items = int(len(history)), len(users), int(split.log.n_items)
     batch = {u: i // EVAL_BATCH for i, u in enumerate(users)}  # the evaluators' batches of users, in id order
     distinct = history.assign(batch=history["user_id"].map(batch)).groupby("batch")["item_id"].nunique()
-    bytes_min = 4 * n_items * (int(distinct.sum()) + 3 * n_users)
-    working_set = 4 * n_items * (int(distinct.max()) + min(EVAL_BATCH, n_users))
-    flops = 2 * nnz * n_items
     bw, peak, cache = bandwidth(args.threads), measured_matmul_peak(torch.device("cpu")), last_level_cache_bytes()
     for model_name in args.models:
+        rows_read = 0 if model_name == "Pop-exact" else 1  # popularity scores are one row, the same for everyone
+        bytes_min = 4 * n_items * (rows_read * int(distinct.sum()) + 3 * n_users)
+        working_set = 4 * n_items * (rows_read * int(distinct.max()) + min(EVAL_BATCH, n_users))
+        flops = rows_read * 2 * nnz * n_items
         row = {"dataset": args.dataset, "model": model_name, "n_test_users": n_users, "n_items": n_items,
                "history_nnz": nnz, "user_batch": EVAL_BATCH, "bytes_min": bytes_min, "flops": flops,
                "batch_working_set_bytes": working_set, "last_level_cache_bytes": cache,
