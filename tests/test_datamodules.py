@@ -25,10 +25,11 @@ def test_sequence_windows_predict_the_next_item_at_every_position():
     split = LeaveOneOut()(_cycle_log(length=9))  # 7 training items per user
     dm = SequenceDataModule(split, max_len=8, batch_size=4)
     batch = next(iter(dm.train_dataloader()))
-    items, targets = batch["items"], batch["targets"]  # (B, 6): as wide as the longest window, not max_len
-    assert items.shape == targets.shape == (4, 6)
+    items, targets = batch["items"], batch["targets"]  # (B, 8)
+    assert items.shape == targets.shape == (4, 8)
     real = items > 0
-    assert real.all()  # 6 inputs each (7 training items), so no padding column is left
+    # left padded: 6 inputs, 2 padding slots in front
+    assert real.sum(1).tolist() == [6] * 4 and not real[:, :2].any()
     assert torch.equal(targets[real], items[real] + 1)  # item raw ids 1..9 are encoded as 1..9
     # the context of a target is that of the predicted event: one hour after the input's
     assert torch.equal(batch["target_hour"][real], batch["hour"][real] % 24 + 1)
@@ -37,7 +38,7 @@ def test_sequence_windows_predict_the_next_item_at_every_position():
 def test_all_windows_cover_each_transition_once_and_last_windows_only_the_tail():
     split = LeaveOneOut()(_cycle_log(n_users=3, length=25))  # 23 training items -> 22 transitions per user
     all_windows = SequenceDataModule(split, max_len=5, windows="all").train_windows
-    targets = all_windows.__getitems__(list(range(len(all_windows))))["targets"]  # one batch: (15, 5)
+    targets = np.stack([all_windows[i]["targets"] for i in range(len(all_windows))])
     assert (targets > 0).sum() == 3 * 22
     assert len(all_windows) == 3 * 5  # ceil(22 / 5) windows per user
     last = SequenceDataModule(split, max_len=5, windows="last").train_windows
@@ -154,25 +155,8 @@ def test_sequence_windows_carry_each_targets_event_weight_and_kind_and_the_user(
     by_user = {int(u): row.tolist() for u, row in zip(batch["user"], batch["targets"])}
     users, items = split.log.users.encode(np.array([1, 2])), split.log.items.encode(np.array([2, 3, 4, 5, 6]))
     # training rows are the first six events: windows read events 1..5 and predict 2..6 (item + 10 for user 2)
-    # (as wide as the 5-input windows: max_len 6 leaves no column that is padding in every row)
-    assert by_user[int(users[0])] == items.tolist()
-    assert by_user[int(users[1])] == split.log.items.encode(np.array([12, 13, 14, 15, 16])).tolist()
-    # targets 2..6 are skip, complete, play, skip, play
-    assert batch["target_weight"].tolist() == [[0.5, 2.0, 1.0, 0.5, 1.0]] * 2
-    assert batch["target_positive"].tolist() == [[False, True, True, False, True]] * 2
-
-
-def test_a_batch_is_as_wide_as_its_longest_window_and_the_model_computes_the_same_loss():
-    """Cutting the all-padding columns changes no state: the loss equals that of the max_len-wide batch."""
-    from marquee.data.catalog import Catalog
-    from marquee.models.sasrec import SASRec
-
-    rows = [(u, i, (u + t) * HOUR) for u in range(4) for t, i in enumerate(range(1, 5 + u))]  # 4..7 events
-    split = LeaveOneOut()(make_log(rows))  # 2..5 training items: windows of 1..4 inputs
-    dm = SequenceDataModule(split, max_len=8, batch_size=4)
-    batch = next(iter(dm.train_dataloader()))
-    assert batch["items"].shape == (4, 4) and (batch["items"][:, 0] > 0).sum() == 1  # only the longest fills it
-    padded = {k: torch.nn.functional.pad(v, (8 - v.shape[1], 0)) if v.dim() == 2 else v for k, v in batch.items()}
-    torch.manual_seed(0)
-    model = SASRec(Catalog.from_split(split), max_len=8, dropout=0.0).eval()
-    assert torch.allclose(model.training_loss(batch)["loss"], model.training_loss(padded)["loss"], atol=1e-6)
+    assert by_user[int(users[0])] == [0, *items.tolist()]
+    assert by_user[int(users[1])] == [0, *split.log.items.encode(np.array([12, 13, 14, 15, 16])).tolist()]
+    # targets 2..6 are skip, complete, play, skip, play; padding weighs 0 and is not positive
+    assert batch["target_weight"].tolist() == [[0.0, 0.5, 2.0, 1.0, 0.5, 1.0]] * 2
+    assert batch["target_positive"].tolist() == [[False, False, True, True, False, True]] * 2

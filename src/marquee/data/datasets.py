@@ -27,7 +27,6 @@ class SequenceWindows(Dataset):
 
     ``windows='last'`` takes each user's most recent ``max_len + 1`` items; ``'all'`` tiles the
     whole history from the end with windows that overlap by one item, so no transition is lost.
-    A batch is as wide as its longest window (at most ``max_len``).
     Target-side context (``target_hour`` ...) is the context of the event being predicted, which a
     service knows at request time; ``target_weight`` and ``target_positive`` are its event's weight
     and kind (``event_weights`` and ``event_positive`` per event id), and ``user`` names the
@@ -59,11 +58,8 @@ class SequenceWindows(Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict[str, np.ndarray]:
         starts, ends = self.starts[indices], self.ends[indices]
-        # as wide as the batch's longest window: the columns cut are padding in every row, and positions
-        # count from the latest event, so the model computes the same states with less work
-        width = max(1, int((ends - starts - 1).max(initial=1)))
-        batch = self.sequences.windows(starts, ends - 1, width)  # inputs: (B, L) each, L <= max_len
-        following = self.sequences.windows(starts + 1, ends, width)
+        batch = self.sequences.windows(starts, ends - 1, self.max_len)  # inputs: (B, L) each
+        following = self.sequences.windows(starts + 1, ends, self.max_len)
         batch["targets"] = following["items"]
         for name in CONTEXT_FEATURES:
             if name in following:
