@@ -44,6 +44,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "shared_data" in getattr(item, "fixturenames", ()):  # the fixture closure: indirect uses count too
             item.add_marker(pytest.mark.real_data)
+        if uses_module_fixture(item):  # pytest-xdist (--dist loadgroup): one worker builds a module's fixtures once
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def uses_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test asks, directly or not, for a module-scoped fixture (a trained model or a served bundle)."""
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(d.scope == "module" for chain in defs for d in chain)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
