@@ -46,6 +46,7 @@ CATALOGS = (1_000, 10_000, 100_000)  # catalog sizes trained at the catalog swee
 MODELS = {"sasrec": ["model=sasrec", "datamodule=sequences"], "two_tower": ["model=two_tower", "datamodule=sequences"]}
 TRAIN_KEY = ("model", "n_interactions", "n_users", "n_items", "processes", "threads", "steps", "extra")
 PLOT = "training_throughput.png"
+PREP_PLOT = "preparation_growth.png"
 
 
 def limit_of(engine: str, memory_limit: str) -> str | None:
@@ -98,6 +99,14 @@ def child(args: list[str]) -> None:
         "log_rows": len(split.log), "train_rows": len(split.train), "test_rows": len(split.test),
         "n_users_kept": split.log.n_users, "n_items_kept": split.log.n_items,
     }))
+
+
+def address_limit(gb: float) -> None:
+    """Cap this (child) process's address space at ``gb`` GiB, so that an engine that outgrows the machine fails with
+    a MemoryError of its own instead of drawing the kernel's OOM killer onto other processes."""
+    if gb > 0:
+        limit = int(gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def peak_rss_mb() -> int:
@@ -271,14 +280,84 @@ training throughput against log and catalog size (`{training.name}`); a third, e
 the hardware's floor, is measured by `python scripts/bench_eval_speed.py` (`eval_speed.jsonl`, `eval_roofline.jsonl`)
 and rendered here too.
 
-{prep_section(prep_rows, results.name)}
+{prep_section(prep_rows, results.name, readme.parent)}
 {train_section(train_rows, training.name, readme.parent)}
 {eval_speed_section()}"""
     readme.parent.mkdir(parents=True, exist_ok=True)
     readme.write_text(text)
 
 
-def prep_section(rows: list[dict], name: str) -> str:
+def fit_growth(sizes: list[int], values: list[float]) -> tuple[float, float] | None:
+    """The exponent and log-intercept of ``values ∝ sizes^exponent`` by least squares in log-log space (None with
+    fewer than two distinct sizes)."""
+    import numpy as np
+
+    if len(set(sizes)) < 2:
+        return None
+    slope, intercept = np.polyfit(np.log(sizes), np.log(values), 1)
+    return float(slope), float(intercept)
+
+
+def growth_table(rows: list[dict]) -> list[str]:
+    """A Markdown table of each (engine, split)'s fitted exponents of wall time and peak RSS, with the sizes it
+    finished and its extrapolation to the largest size any engine finished."""
+    import math
+
+    rows = [r for r in rows if "failed" not in r]
+    largest = max(r["n_interactions"] for r in rows)
+    table = ["| engine | split | sizes finished | time exponent | peak RSS exponent "
+             f"| time at {largest:,} (s, measured or fitted) | peak RSS at {largest:,} (MB, measured or fitted) |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for engine, split in sorted({(r["engine"], r["split"]) for r in rows}):
+        mine = sorted((r for r in rows if (r["engine"], r["split"]) == (engine, split)),
+                      key=lambda r: r["n_interactions"])
+        sizes = [r["n_interactions"] for r in mine]
+        time_fit = fit_growth(sizes, [r["seconds"] for r in mine])
+        rss_fit = fit_growth(sizes, [r["peak_rss_mb"] for r in mine])
+
+        def at_largest(fit: tuple[float, float] | None, key: str, spec: str) -> str:
+            if largest in sizes:
+                return format(mine[sizes.index(largest)][key], spec) + " (measured)"
+            return "-" if fit is None else format(math.exp(fit[1]) * largest ** fit[0], spec) + " (fitted; not finished)"
+
+        table.append(f"| {engine} | {split} | {', '.join(f'{n:,}' for n in sizes)} "
+                     f"| {'-' if time_fit is None else f'{time_fit[0]:.2f}'} "
+                     f"| {'-' if rss_fit is None else f'{rss_fit[0]:.2f}'} "
+                     f"| {at_largest(time_fit, 'seconds', ',.1f')} | {at_largest(rss_fit, 'peak_rss_mb', ',.0f')} |")
+    return table
+
+
+def plot_prep(rows: list[dict], path: Path) -> None:
+    """Wall time and peak RSS against interactions on log-log axes, a line per engine and split (points measured,
+    dashed the fitted power law)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in rows if "failed" not in r]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in ((axes[0], "seconds", "wall time (s)"), (axes[1], "peak_rss_mb", "peak RSS (MB)")):
+        for engine, split in sorted({(r["engine"], r["split"]) for r in rows}):
+            mine = sorted((r for r in rows if (r["engine"], r["split"]) == (engine, split)),
+                          key=lambda r: r["n_interactions"])
+            sizes, values = [r["n_interactions"] for r in mine], [r[key] for r in mine]
+            line, = ax.plot(sizes, values, "o", label=f"{engine}, {split}")
+            fit = fit_growth(sizes, values)
+            if fit is not None:
+                xs = np.array([min(sizes), max(sizes)], dtype=float)
+                ax.plot(xs, np.exp(fit[1]) * xs ** fit[0], "--", color=line.get_color(),
+                        label=f"fit: ∝ n^{fit[0]:.2f}")
+        ax.set(xscale="log", yscale="log", xlabel="interactions in the log", ylabel=label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def prep_section(rows: list[dict], name: str, folder: Path) -> str:
     """The data preparation section: one table row per measured run."""
     if not rows:
         return f"## Data preparation\n\nNo rows in `{name}` yet.\n"
@@ -286,6 +365,11 @@ def prep_section(rows: list[dict], name: str) -> str:
              "| peak RSS (MB) | RSS after imports (MB) | prepared on disk (MB) |"),
              "|---|---:|---|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["n_interactions"], r["split"], r["engine"])):
+        if "failed" in r:
+            table.append(f"| {r['date']} | {r['n_interactions']:,} | {r['split']} | {r['engine']} "
+                         f"| {_cell(r['memory_limit'], '')} | failed after {r['seconds']:.1f} s "
+                         f"(address space capped at {r['address_limit_gb']:g} GiB): {r['failed']} | - | - | - | - |")
+            continue
         table.append(
             f"| {r['date']} | {r['n_interactions']:,} | {r['split']} | {r['engine']} | {_cell(r['memory_limit'], '')} "
             f"| {r['seconds']:.1f} | {_cell(r.get('prep_seconds'), '.1f')} | {r['peak_rss_mb']:,} "
@@ -295,6 +379,7 @@ def prep_section(rows: list[dict], name: str) -> str:
                     f"numpy {h['numpy']}, pyarrow {h['pyarrow']}, duckdb {h.get('duckdb', '?')}"
                     for h in (r["machine"] for r in rows)})
     stamps = [(f"{r['n_interactions']:,} {r['engine']}", r["date"], r.get("git_commit")) for r in rows]
+    plot_prep(rows, folder / PREP_PLOT)
     return f"""## Data preparation: logs larger than memory
 
 Wall time and peak memory of `marquee.data.pipeline.prepare_split` (read, check, filter, vocabularies,
@@ -305,6 +390,14 @@ Machine recorded by the rows: {'; '.join(hosts)}.
 
 {chr(10).join(measured(stamps, "each row's `date`"))}
 {chr(10).join(table)}
+
+Fitted growth, per engine and split: the least-squares line through log(measure) against log(interactions) over
+the sizes that engine finished, as measure ∝ interactions^exponent (1 is linear), and what it extrapolates to at
+the largest size measured by any engine (a size an engine did not finish is named):
+
+{chr(10).join(growth_table(rows))}
+
+![wall time and peak RSS against interactions, log-log, a line per engine]({PREP_PLOT})
 
 Each row is one run in a fresh process (`{Path(__file__).name} --child`) on `data=synthetic` (100 interactions
 per user, one item per 1,000 interactions, at least 1,000), generated beforehand under `logs/scale/`. Wall
@@ -421,23 +514,29 @@ def run_prep(args: argparse.Namespace) -> None:
         generate(scaled_config(n), args.logs)
         for engine, split in todo:
             prepared = Path(tempfile.mkdtemp(prefix="marquee-scale-"))
+            started = time.perf_counter()
             try:
                 cmd = [sys.executable, __file__, "--child",
                        *overrides(n, args.logs, engine, split, args.memory_limit, prepared)]
-                proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO,
+                                      preexec_fn=lambda: address_limit(args.address_limit_gb))
             finally:
                 shutil.rmtree(prepared, ignore_errors=True)
-            if proc.returncode != 0:  # e.g. pandas out of memory at 100M: said, not recorded, the rest still run
+            if proc.returncode != 0:  # e.g. pandas out of memory at 100M: recorded as failed, the rest still run
                 print(f"{n:,} {engine} {split} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}", file=sys.stderr)
-                continue
+                last = [line for line in proc.stderr.splitlines() if line.strip()]
+                measured_run = {"failed": f"exit {proc.returncode}: {last[-1][:200] if last else 'no message'}",
+                                "seconds": round(time.perf_counter() - started, 2)}
+            else:
+                measured_run = json.loads(proc.stdout.splitlines()[-1])
             row = {**scaled_config(n), "engine": engine, "split": split,
-                   "memory_limit": limit_of(engine, args.memory_limit),
-                   **json.loads(proc.stdout.splitlines()[-1]), "date": datetime.now(UTC).date().isoformat(), **stamp(),
-                   "machine": host}
+                   "memory_limit": limit_of(engine, args.memory_limit), "address_limit_gb": args.address_limit_gb,
+                   **measured_run, "date": datetime.now(UTC).date().isoformat(), **stamp(), "machine": host}
             with open(args.results, "a") as f:
                 f.write(json.dumps(row) + "\n")
             render(args.results, args.training, args.readme)
-            print(f"{n:>12,} {engine:>6} {split}: {row['seconds']:.1f}s, peak {row['peak_rss_mb']:,} MB")
+            outcome = row["failed"] if "failed" in row else f"peak {row['peak_rss_mb']:,} MB"
+            print(f"{n:>12,} {engine:>6} {split}: {row['seconds']:.1f}s, {outcome}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -449,6 +548,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--splits", nargs="+", default=["leave_one_out"], help="data/split options to run")
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--memory-limit", default="2GB", help="data.duckdb.memory_limit of the DuckDB runs")
+    parser.add_argument("--address-limit-gb", type=float, default=20.0,
+                        help="address-space cap of each preparation process (0: none); a run over it fails and is "
+                             "recorded as failed")
     parser.add_argument("--train-sizes", type=int, nargs="+", default=list(SIZES),
                         help="interaction counts trained on (catalogs scaled with them)")
     parser.add_argument("--catalog-sizes", type=int, nargs="*", default=list(CATALOGS),
