@@ -293,6 +293,13 @@ def video_section() -> list[str]:
     missing = [VIDEO_GROUPS[n][0] for n in VIDEO_GROUPS if n not in groups]
     if missing:
         lines += [f"Not run yet: {', '.join(missing)}.", ""]
+    short = {VIDEO_GROUPS[n][0]: sorted(set(VIDEO_GROUPS[n][2]) - {int(p.name.split("_")[1]) for p in seed_runs(f)})
+             for n, f in groups.items()}
+    short = {label: seeds for label, seeds in short.items() if seeds}
+    if short:
+        lines += ["Planned seeds not finished yet, so the rows above hold fewer runs than the protocol's three: "
+                  + "; ".join(f"{label}: seed(s) {', '.join(map(str, seeds))}" for label, seeds in short.items())
+                  + ".", ""]
     return lines
 
 
