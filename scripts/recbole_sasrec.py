@@ -229,6 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     best_file, last_file = state_dir / f"{tag}-best.pth", state_dir / f"{tag}-last.pth"
     trainer.saved_model_file = str(best_file)
+    save_checkpoint = trainer._save_checkpoint
+
+    def save_without_paths(epoch_idx: int, verbose: bool = True, **kwargs) -> None:
+        # RecBole stores its whole config, this machine's data and log paths included, in every checkpoint; the state
+        # is committed between sessions, so keep only the model name its resume_checkpoint compares
+        save_checkpoint(epoch_idx, verbose=verbose, **kwargs)
+        path = kwargs.get("saved_model_file") or trainer.saved_model_file
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint["config"] = {"model": config["model"]}
+        torch.save(checkpoint, path)
+
+    trainer._save_checkpoint = save_without_paths
 
     curve: list[dict] = []
     if last_file.is_file() and curve_path.is_file():  # a run of this tag was cut: go on from its last epoch
