@@ -298,19 +298,25 @@ def fit_growth(sizes: list[int], values: list[float]) -> tuple[float, float] | N
     return float(slope), float(intercept)
 
 
+def finished_by_engine(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """The finished preparation rows of each (engine, split), smallest log first."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in sorted((r for r in rows if "failed" not in r), key=lambda r: r["n_interactions"]):
+        groups.setdefault((r["engine"], r["split"]), []).append(r)
+    return dict(sorted(groups.items()))
+
+
 def growth_table(rows: list[dict]) -> list[str]:
     """A Markdown table of each (engine, split)'s fitted exponents of wall time and peak RSS, with the sizes it
     finished and its extrapolation to the largest size any engine finished."""
     import math
 
-    rows = [r for r in rows if "failed" not in r]
-    largest = max(r["n_interactions"] for r in rows)
+    groups = finished_by_engine(rows)
+    largest = max(r["n_interactions"] for mine in groups.values() for r in mine)
     table = ["| engine | split | sizes finished | time exponent | peak RSS exponent "
              f"| time at {largest:,} (s, measured or fitted) | peak RSS at {largest:,} (MB, measured or fitted) |",
              "|---|---|---|---:|---:|---:|---:|"]
-    for engine, split in sorted({(r["engine"], r["split"]) for r in rows}):
-        mine = sorted((r for r in rows if (r["engine"], r["split"]) == (engine, split)),
-                      key=lambda r: r["n_interactions"])
+    for (engine, split), mine in groups.items():
         sizes = [r["n_interactions"] for r in mine]
         time_fit = fit_growth(sizes, [r["seconds"] for r in mine])
         rss_fit = fit_growth(sizes, [r["peak_rss_mb"] for r in mine])
@@ -336,12 +342,9 @@ def plot_prep(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    rows = [r for r in rows if "failed" not in r]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, label in ((axes[0], "seconds", "wall time (s)"), (axes[1], "peak_rss_mb", "peak RSS (MB)")):
-        for engine, split in sorted({(r["engine"], r["split"]) for r in rows}):
-            mine = sorted((r for r in rows if (r["engine"], r["split"]) == (engine, split)),
-                          key=lambda r: r["n_interactions"])
+        for (engine, split), mine in finished_by_engine(rows).items():
             sizes, values = [r["n_interactions"] for r in mine], [r[key] for r in mine]
             line, = ax.plot(sizes, values, "o", label=f"{engine}, {split}")
             fit = fit_growth(sizes, values)
