@@ -254,6 +254,19 @@ def variants_section() -> list[str]:
     return lines
 
 
+RUN_SPECIFIC = ("seed=", "torch_threads=", "hydra.run.dir=", "paths.output_dir=", "evaluation.progress=",
+                "~callbacks.progress_bar", "+trainer.enable_progress_bar=")
+
+
+def recorded_overrides(folder: Path) -> list[str]:
+    """The overrides the group's runs were started with (their run.json commands), less what differs per run."""
+    commands = {tuple(o for o in json.loads((run / "run.json").read_text())["command"][1:]
+                      if not o.startswith(RUN_SPECIFIC)) for run in seed_runs(folder)}
+    if len(commands) != 1:
+        raise SystemExit(f"the runs under {folder} were started with different overrides: {sorted(commands)}")
+    return list(commands.pop())
+
+
 def video_section() -> list[str]:
     """Amazon Video Games: SASRec and BERT4Rec trained to convergence over seeds, each paired against EASE."""
     lines = ["## Amazon Video Games", ""]
@@ -264,7 +277,7 @@ def video_section() -> list[str]:
                          "a fully fitted EASE) were undertrained and are withdrawn."), ""]
     rows, tests = [], []
     for name, folder in groups.items():
-        label, overrides, _ = VIDEO_GROUPS[name]
+        label, overrides = VIDEO_GROUPS[name][0], recorded_overrides(folder)
         facts = run_facts(folder)
         summary = build_report([folder], stage="test", metric="ndcg@10", metrics=["recall@10"]).summary.iloc[0]
         spread = (lambda m: f" ± {summary[f'{m}_sd']:.4f}") if facts["runs"] > 1 else (lambda m: "")
@@ -319,6 +332,7 @@ def profile_section() -> list[str]:
         epoch = steps_per_epoch * r["unprofiled_step_seconds"]
         table.append({"experiment": r["experiment"] + (f" ({r['label']})" if r["label"] else ""),
                       "threads": r["threads"], "tokens / step": f"{r['tokens_per_step']:.0f}",
+                      "padded positions": f"{r['padding_share']:.0%}" if "padding_share" in r else "not measured",
                       **{part: f"{100 * r['seconds'][part] / total:.0f}%" for part in PARTS},
                       "ms / step": f"{1000 * r['unprofiled_step_seconds']:.1f}",
                       "GFLOP/s (peak)": f"{r['achieved_gflops']:.1f} ({r['peak_gflops']:.1f})",
@@ -331,8 +345,9 @@ def profile_section() -> list[str]:
                      "assigned to the module they ran in, backward nodes to the forward op that made them (autograd's "
                      "sequence number). Shares are of the profiled steps' time; *other* holds layer norms, the target "
                      "context, autograd's bookkeeping and the profiler's own overhead. ms / step, GFLOP/s and the share "
-                     "of peak come from the same number of unprofiled steps: FLOPs per token counted by "
-                     "`FlopCounterMode`, the peak the best float32 2048² matmul on the same threads. The epoch's FLOP "
+                     "of peak come from the same number of unprofiled steps: FLOPs counted by `FlopCounterMode` over "
+                     "those very batches (rows whose padded positions say *not measured* counted one batch of them and "
+                     "scaled it per token), the peak the best float32 2048² matmul on the same threads. The epoch's FLOP "
                      "floor is its FLOPs at that peak."), "", markdown_table(pd.DataFrame(table)), ""]
 
 
