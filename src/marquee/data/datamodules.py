@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
+from marquee.data.batching import LengthGroupedBatches
 from marquee.data.datasets import InteractionPairs, SequenceWindows, to_tensors
 from marquee.data.evaluation_data import EvaluationData
 from marquee.data.sequences import UserSequences
@@ -61,14 +62,22 @@ class TrainingDataModule(pl.LightningDataModule):
 
 
 class SequenceDataModule(TrainingDataModule):
-    """Left-padded training windows with a target (its event's weight and kind) at every position."""
+    """Left-padded training windows with a target (its event's weight and kind) at every position.
+
+    ``length_grouping`` > 0 batches windows of similar length (sorted within pools of that many batches of the
+    epoch's shuffle, :class:`LengthGroupedBatches`) and pads each batch only to its longest window.
+    """
 
     def __init__(self, split: Split, max_len: int = 50, batch_size: int = 256, windows: str = "last",
-                 num_workers: int = 0, seed: int = 0, evaluation: EvaluationData | None = None):
+                 num_workers: int = 0, seed: int = 0, evaluation: EvaluationData | None = None,
+                 length_grouping: int = 0):
         if not isinstance(max_len, int) or max_len < 1:
             raise ValueError(f"sequence windows need the model's max_len as a positive integer, got {max_len!r}")
+        if not isinstance(length_grouping, int) or length_grouping < 0:
+            raise ValueError(f"length_grouping is a number of batches per sorted pool (0: off), "
+                             f"got {length_grouping!r}")
         super().__init__(split, max_len, batch_size, num_workers, seed, evaluation)
-        self.windows = windows
+        self.windows, self.length_grouping = windows, length_grouping
         self._train: SequenceWindows | None = None
 
     @property
@@ -76,10 +85,18 @@ class SequenceDataModule(TrainingDataModule):
         if self._train is None:
             sequences = UserSequences.from_frame(self.split.train, self.split.log.n_users)
             events = self.split.log.events
-            self._train = SequenceWindows(sequences, self.max_len, self.windows, events.weights(), events.positive())
+            self._train = SequenceWindows(sequences, self.max_len, self.windows, events.weights(), events.positive(),
+                                          trim=self.length_grouping > 0)
         return self._train
 
     def train_dataloader(self) -> DataLoader:
+        if self.length_grouping:
+            windows = self.train_windows
+            batches = LengthGroupedBatches(self._shuffle(len(windows)), self.batch_size, False, windows.lengths,
+                                           self.length_grouping)
+            # batch_size=None: each index list goes to the dataset whole (and DDP shards whole batches)
+            return DataLoader(windows, sampler=batches, batch_size=None, num_workers=self.num_workers,
+                              collate_fn=to_tensors)
         return DataLoader(
             self.train_windows,
             batch_size=self.batch_size,

@@ -30,15 +30,18 @@ class SequenceWindows(Dataset):
     Target-side context (``target_hour`` ...) is the context of the event being predicted, which a
     service knows at request time; ``target_weight`` and ``target_positive`` are its event's weight
     and kind (``event_weights`` and ``event_positive`` per event id), and ``user`` names the
-    window's member. Batches are gathered whole (``__getitems__``), with :func:`to_tensors` as the
-    loader's collate function.
+    window's member. Batches are gathered whole (``__getitems__``, or indexing by a list of positions),
+    with :func:`to_tensors` as the loader's collate function. A batch is ``max_len`` wide, or with
+    ``trim=True`` as wide as its longest window (the model reads positions from the right, so the
+    padding cut off changes nothing but work).
     """
 
     def __init__(self, sequences: UserSequences, max_len: int, windows: str = "last",
-                 event_weights: np.ndarray | None = None, event_positive: np.ndarray | None = None):
+                 event_weights: np.ndarray | None = None, event_positive: np.ndarray | None = None,
+                 trim: bool = False):
         if windows not in ("last", "all"):
             raise ValueError(f"windows must be 'last' or 'all', got {windows!r}")
-        self.sequences, self.max_len = sequences, max_len
+        self.sequences, self.max_len, self.trim = sequences, max_len, trim
         self.event_weights, self.event_positive = event_weights, event_positive
         starts, ends = sequences.indptr[:-1], sequences.indptr[1:]
         lengths = ends - starts
@@ -56,10 +59,16 @@ class SequenceWindows(Dataset):
     def __len__(self) -> int:
         return len(self.ends)
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n_windows,) inputs in each window: what a batch of them must be wide enough for."""
+        return self.ends - self.starts - 1
+
     def __getitems__(self, indices: list[int]) -> dict[str, np.ndarray]:
         starts, ends = self.starts[indices], self.ends[indices]
-        batch = self.sequences.windows(starts, ends - 1, self.max_len)  # inputs: (B, L) each
-        following = self.sequences.windows(starts + 1, ends, self.max_len)
+        width = max(int((ends - starts).max(initial=2)) - 1, 1) if self.trim else self.max_len
+        batch = self.sequences.windows(starts, ends - 1, width)  # inputs: (B, L) each
+        following = self.sequences.windows(starts + 1, ends, width)
         batch["targets"] = following["items"]
         for name in CONTEXT_FEATURES:
             if name in following:
@@ -71,7 +80,9 @@ class SequenceWindows(Dataset):
         batch["user"] = np.searchsorted(self.sequences.indptr, starts, side="right") - 1
         return batch
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    def __getitem__(self, index: int | list[int]) -> dict[str, np.ndarray]:
+        if isinstance(index, list):  # a whole batch from a batch sampler used as the loader's sampler
+            return self.__getitems__(index)
         return {k: v[0] for k, v in self.__getitems__([index]).items()}
 
 

@@ -155,7 +155,11 @@ class SASRec(TrainableRecommender):
         """BERT4Rec training: mask ``mask_prob`` of the window's items (always its last) and predict them."""
         sequence = batch["targets"]  # (B, L): the window's items, the latest last
         real = sequence > 0
-        masked = (torch.rand(sequence.shape, device=sequence.device) < self.mask_prob) & real
+        # drawn max_len wide and cut from the right, as the windows are: a batch trimmed to its longest window
+        # masks the same items as the same batch padded to max_len
+        draws = torch.rand(len(sequence), max(self.max_len, sequence.shape[1]), device=sequence.device)
+        draws = draws[:, -sequence.shape[1] :]  # (B, L)
+        masked = (draws < self.mask_prob) & real
         masked[:, -1] |= real[:, -1]  # the last position is what evaluation asks for
         features = {key: batch[f"target_{key}"] for key in ("hour", "dow", "device") if f"target_{key}" in batch}
         states = self.sequence_states(features, sequence.masked_fill(masked, self.mask_token), use_gap=False)
