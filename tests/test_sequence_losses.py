@@ -248,3 +248,25 @@ def test_full_softmax_in_row_chunks_equals_one_block_with_gradients(monkeypatch)
         assert torch.allclose(one_block, chunked, atol=1e-6)
     # and the unlikelihood rows really counted: all-positive gives another loss
     assert not torch.allclose(loss(states, targets, items).detach(), grads[0][0])
+
+
+def test_the_fused_catalog_cross_entropy_has_torchs_values_and_gradients_and_runs_backward_once():
+    from marquee.models.sequence_losses import CatalogCrossEntropy
+
+    generator = torch.Generator().manual_seed(3)
+    items = torch.randn(40, 8, generator=generator, dtype=torch.float64).requires_grad_()
+    states = torch.randn(6, 8, generator=generator, dtype=torch.float64).requires_grad_()
+    targets = torch.tensor([1, 39, 7, 7, 20, 2])
+    weights = torch.rand(6, generator=generator, dtype=torch.float64)  # a weighted sum: the incoming grad varies by row
+    fused = (CatalogCrossEntropy.apply(states, items, targets) * weights).sum()
+    got = (fused.detach(), *torch.autograd.grad(fused, (states, items)))
+    logits = states @ items.T
+    reference = (F.cross_entropy(logits[:, 1:], targets - 1, reduction="none") * weights).sum()  # padding column out
+    expected = (reference.detach(), *torch.autograd.grad(reference, (states, items)))
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+    assert got[2][0].abs().max() == 0  # the padding row gets no gradient
+    again = CatalogCrossEntropy.apply(states, items, targets).sum()
+    again.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="once"):
+        again.backward()
