@@ -8,8 +8,9 @@ batch), the inputs (item embedding gather, positions, side inputs), self-attenti
 loss over the catalog, the optimizer step, and the rest (layer norms, the target context, autograd's own work).
 Forward ops are assigned by the module they run in (a profiler range opened by a forward hook); backward ops by
 autograd's sequence number, which links each backward node to the forward op that made it: the profiler's own
-attribution, not a guess from op names. FLOPs per step come from ``torch.utils.flop_counter.FlopCounterMode``
-(counted once), the peak from the same float32 matmul ``marquee.training.throughput`` measures. One JSON row per
+attribution, not a guess from op names. FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``
+over the very batches of the unprofiled stretch (counted after it is timed), the peak from the same float32
+matmul ``marquee.training.throughput`` measures, before and after that stretch (the higher). One JSON row per
 run is appended to ``experiments/sasrec/profile.jsonl``; time it on an otherwise idle machine (the row records the
 load average before and after).
 """
@@ -158,11 +159,6 @@ def main(argv: list[str] | None = None) -> int:
 
     for _ in range(5):  # warm-up: allocator, first-call dispatch
         step(next(batches))
-    with FlopCounterMode(display=False) as counter:
-        probe = next(batches)
-        model.training_loss(probe)["loss"].backward()
-        optimizer.zero_grad(set_to_none=True)
-    flops_per_token = counter.get_total_flops() / int((probe["targets"] > 0).sum())
     load_before = os.getloadavg()[0]
     data_seconds = optimizer_seconds = 0.0
     tokens = sequences = 0
@@ -184,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parts = {"data loading": data_seconds, **parts, "optimizer step": optimizer_seconds}
     profiled = sum(parts.values())
     parts["other"] += max(0.0, wall - profiled)  # profiler overhead and Python between ops
-    peak = measured_matmul_peak(torch.device("cpu"))
+    # this shared machine's matmul peak drifts (46-144 GFLOP/s measured on 2 threads): it is measured right before
+    # and right after the unprofiled stretch, and the higher one divides (the smaller, safer share of peak)
+    peak_before = measured_matmul_peak.__wrapped__(torch.device("cpu"))  # not the cached figure: measured now
     # the profiler slows the steps it watches: the share of peak is read from a second, unprofiled stretch
+    timed = []
     t0 = time.perf_counter()
     plain_tokens = 0
     for _ in range(args.steps):
@@ -195,14 +194,26 @@ def main(argv: list[str] | None = None) -> int:
             batches = iter(datamodule.train_dataloader())
             batch = next(batches)
         plain_tokens += step(batch)
+        timed.append(batch)
     plain = time.perf_counter() - t0
+    peak_after = measured_matmul_peak.__wrapped__(torch.device("cpu"))
+    peak = max(peak_before, peak_after)
+    # the FLOPs of the very batches timed (their widths differ when batches are grouped by length), counted after
+    with FlopCounterMode(display=False) as counter:
+        for batch in timed:
+            model.training_loss(batch)["loss"].backward()
+            optimizer.zero_grad(set_to_none=True)
+    flops_per_token = counter.get_total_flops() / plain_tokens
+    padding_share = 1 - plain_tokens / sum(b["targets"].numel() for b in timed)
     row = {"experiment": args.experiment, "label": args.label, "overrides": args.overrides, "threads": args.threads,
            "steps": args.steps, "batch_size": cfg.datamodule.batch_size, "max_len": cfg.model.max_len,
            "hidden": cfg.model.hidden, "n_items": catalog.n_items, "tokens_per_step": tokens / args.steps,
+           "padding_share": padding_share,
            "profiled_seconds": wall, "seconds": {k: round(v, 4) for k, v in parts.items()},
            "unprofiled_step_seconds": plain / args.steps, "tokens_per_s": plain_tokens / plain,
            "flops_per_token": flops_per_token, "achieved_gflops": plain_tokens * flops_per_token / plain / 1e9,
-           "peak_gflops": peak / 1e9, "peak_share": plain_tokens * flops_per_token / plain / peak,
+           "peak_gflops": peak / 1e9, "peak_gflops_before_after": [peak_before / 1e9, peak_after / 1e9],
+           "peak_share": plain_tokens * flops_per_token / plain / peak,
            "windows_per_epoch": len(datamodule.train_dataloader().dataset), "machine": machine(),
            "load_before": load_before, "load_after": os.getloadavg()[0], "torch": torch.__version__, **stamp()}
     ROWS.parent.mkdir(parents=True, exist_ok=True)

@@ -326,8 +326,10 @@ def profile_section() -> list[str]:
     from profile_sasrec import PARTS
 
     table = []
+    best_peak = max(r["peak_gflops"] for r in rows)
     for r in rows:
         total = sum(r["seconds"].values())
+        peaks = r.get("peak_gflops_before_after")
         steps_per_epoch = -(-r["windows_per_epoch"] // r["batch_size"])
         epoch = steps_per_epoch * r["unprofiled_step_seconds"]
         table.append({"experiment": r["experiment"] + (f" ({r['label']})" if r["label"] else ""),
@@ -335,9 +337,12 @@ def profile_section() -> list[str]:
                       "padded positions": f"{r['padding_share']:.0%}" if "padding_share" in r else "not measured",
                       **{part: f"{100 * r['seconds'][part] / total:.0f}%" for part in PARTS},
                       "ms / step": f"{1000 * r['unprofiled_step_seconds']:.1f}",
-                      "GFLOP/s (peak)": f"{r['achieved_gflops']:.1f} ({r['peak_gflops']:.1f})",
+                      "GFLOP/s (peak)": f"{r['achieved_gflops']:.1f} ({r['peak_gflops']:.1f}"
+                                        + (f"; {peaks[0]:.1f} before, {peaks[1]:.1f} after" if peaks else "") + ")",
                       "share of peak": f"{r['peak_share']:.1%}",
                       "epoch s (FLOP floor s)": f"{epoch:.1f} ({epoch * r['peak_share']:.1f})",
+                      "epoch / floor": f"{1 / r['peak_share']:.1f}×",
+                      f"epoch / floor at {best_peak:.1f} GFLOP/s": f"{best_peak / r['achieved_gflops']:.1f}×",
                       "load before / after": f"{r['load_before']:.2f} / {r['load_after']:.2f}"})
     machines = sorted({r["machine"] for r in rows})
     return [*lines, (f"`python scripts/profile_sasrec.py --experiment E --threads T` on {'; '.join(machines)}: "
@@ -348,7 +353,11 @@ def profile_section() -> list[str]:
                      "of peak come from the same number of unprofiled steps: FLOPs counted by `FlopCounterMode` over "
                      "those very batches (rows whose padded positions say *not measured* counted one batch of them and "
                      "scaled it per token), the peak the best float32 2048² matmul on the same threads. The epoch's FLOP "
-                     "floor is its FLOPs at that peak."), "", markdown_table(pd.DataFrame(table)), ""]
+                     "floor is its FLOPs at that peak (rows measuring it before and after their unprofiled stretch take the "
+                     f"higher). The peak of this shared machine drifts: {min(r['peak_gflops'] for r in rows):.1f} to "
+                     f"{best_peak:.1f} GFLOP/s across these rows, and a busy host lowers it more than it slows a "
+                     "training step, so the last column also divides each step's rate into the highest peak measured "
+                     "here."), "", markdown_table(pd.DataFrame(table)), ""]
 
 
 def render() -> Path:
