@@ -19,6 +19,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sasrec import OUT, PATIENCE, RECBOLE, REFERENCE, RUNS, TUNED, VARIANTS, VIDEO, VIDEO_GROUPS
+from bench_sweeps import QUIET
 
 from marquee.evaluation.metrics import accuracy_metrics
 from marquee.evaluation.statistics import bootstrap_cis, compare_runs, holm
@@ -254,8 +255,8 @@ def variants_section() -> list[str]:
     return lines
 
 
-RUN_SPECIFIC = ("seed=", "torch_threads=", "hydra.run.dir=", "paths.output_dir=", "evaluation.progress=",
-                "~callbacks.progress_bar", "+trainer.enable_progress_bar=")
+# what bench_sweeps.train_seed appends to every run's overrides (its seed, threads, folder and QUIET)
+RUN_SPECIFIC = ("seed=", "torch_threads=", "hydra.run.dir=", "paths.output_dir=", *QUIET)
 
 
 def recorded_overrides(folder: Path) -> list[str]:
@@ -355,9 +356,8 @@ def profile_section() -> list[str]:
                      "scaled it per token), the peak the best float32 2048² matmul on the same threads. The epoch's FLOP "
                      "floor is its FLOPs at that peak (rows measuring it before and after their unprofiled stretch take the "
                      f"higher). The peak of this shared machine drifts: {min(r['peak_gflops'] for r in rows):.1f} to "
-                     f"{best_peak:.1f} GFLOP/s across these rows, and a busy host lowers it more than it slows a "
-                     "training step, so the last column also divides each step's rate into the highest peak measured "
-                     "here."), "", markdown_table(pd.DataFrame(table)), ""]
+                     f"{best_peak:.1f} GFLOP/s across these rows, so the last column also divides each step's rate into "
+                     "the highest peak measured here."), "", markdown_table(pd.DataFrame(table)), ""]
 
 
 def render() -> Path:
