@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from marquee.data.catalog import Catalog
     from marquee.data.pipeline import prepare_split
     from marquee.training.fit import build_module
-    from marquee.training.throughput import measured_matmul_peak
+    from marquee.training.throughput import matmul_peak
 
     cfg = compose([f"experiment={args.experiment}", "paths.output_dir=unused", *args.overrides])
     torch.manual_seed(cfg.seed)
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parts["other"] += max(0.0, wall - profiled)  # profiler overhead and Python between ops
     # this shared machine's matmul peak drifts (46-144 GFLOP/s measured on 2 threads): it is measured right before
     # and right after the unprofiled stretch, and the higher one divides (the smaller, safer share of peak)
-    peak_before = measured_matmul_peak.__wrapped__(torch.device("cpu"))  # not the cached figure: measured now
+    peak_before = matmul_peak(torch.device("cpu"))  # not the process's cached figure: measured now
     # the profiler slows the steps it watches: the share of peak is read from a second, unprofiled stretch
     timed = []
     t0 = time.perf_counter()
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         plain_tokens += step(batch)
         timed.append(batch)
     plain = time.perf_counter() - t0
-    peak_after = measured_matmul_peak.__wrapped__(torch.device("cpu"))
+    peak_after = matmul_peak(torch.device("cpu"))
     peak = max(peak_before, peak_after)
     # the FLOPs of the very batches timed (their widths differ when batches are grouped by length), counted after
     with FlopCounterMode(display=False) as counter:
